@@ -1,0 +1,15 @@
+"""fastrnn: fused RNN, LSTM and GRU kernels (forward and backpropagation through time) for the CPU
+(Numba) and NVIDIA GPUs (CUDA through CuPy), with PyTorch-compatible weights and semantics.
+
+    import fastrnn as fr
+    lstm = fr.LSTM(input_size=32, hidden_size=64)
+    out, (h_n, c_n) = lstm(x)                 # x: (T, N, 32) float32 NumPy array
+    dx, (dh0, dc0) = lstm.backward(dout)      # gradients; lstm.grads holds the parameters'
+"""
+from .dispatch import BackendUnavailableError, backends
+from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+
+__version__ = "0.1.0"
+
+__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "backends",
+           "BackendUnavailableError", "__version__"]

@@ -1,0 +1,91 @@
+"""Multi-layer, multi-direction forward and backward on top of one backend's per-layer kernels.
+
+Knows PyTorch's stacking rules (directions concatenated [forward, reverse] on the feature axis, that
+concatenation feeding the next layer, dropout between layers in training only, state rows indexed
+layer * D + direction) and nothing about how a backend computes a layer.
+
+Arrays here are time-major: x (T, N, I), states (L*D, N, H). `weights[layer][direction]` is the tuple
+(w_ih, w_hh, b_ih, b_hh) with b_* None when the module has no bias.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from .cells import CellSpec
+from .dispatch import CellKernels
+
+
+@dataclass
+class StackTape:
+    """What a training forward keeps for backward."""
+
+    caches: list          # [layer][direction] -> the backend's cache
+    dropout_masks: list   # [layer] -> mask applied to that layer's input (None for layer 0 / no dropout)
+    input_shape: tuple    # (T, N, I) of the first layer's input
+    batch_first: bool = False   # the layout the caller's arrays had, for shaping the gradients
+    unbatched: bool = False
+
+
+def stack_forward(kern: CellKernels, cell: CellSpec, weights, x, h0, c0, lengths, training: bool,
+                  dropout: float, dropout_mask_fn, xp):
+    """Run every layer and direction; returns out (T, N, D*H), h_n, c_n (L*D, N, H), tape or None.
+
+    dropout_mask_fn(shape) returns an inverted-dropout mask (already scaled by 1/(1-p)) of x's dtype.
+    """
+    num_layers, num_dirs = len(weights), len(weights[0])
+    h_n, c_n = [], []
+    caches, masks = [], []
+    layer_input = x
+    for layer in range(num_layers):
+        mask = None
+        if layer > 0 and training and dropout > 0:
+            mask = dropout_mask_fn(layer_input.shape)
+            layer_input = layer_input * mask
+        masks.append(mask)
+        outs, layer_caches = [], []
+        for direction in range(num_dirs):
+            row = layer * num_dirs + direction
+            w_ih, w_hh, b_ih, b_hh = weights[layer][direction]
+            out, h, c, cache = kern.forward(
+                cell, layer_input, h0[row], None if c0 is None else c0[row],
+                w_ih, w_hh, b_ih, b_hh, lengths, direction == 1, training)
+            outs.append(out)
+            layer_caches.append(cache)
+            h_n.append(h)
+            c_n.append(c)
+        caches.append(layer_caches)
+        layer_input = outs[0] if num_dirs == 1 else xp.concatenate(outs, axis=2)
+    tape = StackTape(caches, masks, tuple(x.shape)) if training else None
+    c_stack = xp.stack(c_n) if cell.has_cell_state else None
+    return layer_input, xp.stack(h_n), c_stack, tape
+
+
+def stack_backward(kern: CellKernels, cell: CellSpec, tape: StackTape, dout, dh_n, dc_n, xp):
+    """BPTT through every layer; returns dx (T, N, I), dh0, dc0 (L*D, N, H) and
+    grads[layer][direction] = (dw_ih, dw_hh, db_ih, db_hh)."""
+    num_layers, num_dirs = len(tape.caches), len(tape.caches[0])
+    hidden = dh_n.shape[-1]
+    dh0: list[Any] = [None] * (num_layers * num_dirs)
+    dc0: list[Optional[Any]] = [None] * (num_layers * num_dirs)
+    grads = [[None] * num_dirs for _ in range(num_layers)]
+    d_layer_out = dout
+    for layer in range(num_layers - 1, -1, -1):
+        dx = None
+        for direction in range(num_dirs):
+            row = layer * num_dirs + direction
+            if num_dirs == 1:
+                d_out_dir = d_layer_out
+            else:
+                d_out_dir = xp.ascontiguousarray(
+                    d_layer_out[:, :, direction * hidden:(direction + 1) * hidden])
+            dx_dir, dh, dc, dw_ih, dw_hh, db_ih, db_hh = kern.backward(
+                cell, tape.caches[layer][direction], d_out_dir, dh_n[row],
+                None if dc_n is None else dc_n[row])
+            dx = dx_dir if dx is None else dx + dx_dir
+            dh0[row], dc0[row] = dh, dc
+            grads[layer][direction] = (dw_ih, dw_hh, db_ih, db_hh)
+        mask = tape.dropout_masks[layer]
+        d_layer_out = dx if mask is None else dx * mask
+    dc_stack = xp.stack(dc0) if cell.has_cell_state else None
+    return d_layer_out, xp.stack(dh0), dc_stack, grads

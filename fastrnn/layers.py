@@ -1,0 +1,473 @@
+"""The public modules: RNN, LSTM, GRU and RNNCell, LSTMCell, GRUCell.
+
+PyTorch's parameter names, shapes, initialisation and semantics, with NumPy (device="cpu") or CuPy
+(device="cuda") arrays in and out, and an explicit `backward` instead of autograd. The modules own
+parameters, validation, layout (batch_first, unbatched input) and train/eval; the arithmetic is the
+backend's, reached through the dispatch registry.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Optional
+
+import numpy as np
+
+from . import dispatch
+from .cells import GRU as GRU_SPEC
+from .cells import LSTM as LSTM_SPEC
+from .cells import CellSpec, rnn_cell
+from .devices import array_module, check_device, to_host
+from .functional import stack_backward, stack_forward
+from .validation import as_module_array, check_lengths, check_shape
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _check_dtype(dtype) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in _FLOAT_DTYPES:
+        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return dt
+
+
+def _check_size(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class _Module:
+    """Parameters, devices, state_dict and train/eval shared by the sequence modules and the cells."""
+
+    def __init__(self, cell: CellSpec, *, dtype, backend, device, seed):
+        self.cell = cell
+        self.dtype = _check_dtype(dtype)
+        self.device = check_device(device)
+        self._requested_backend = backend
+        self.backend = dispatch.resolve(backend, self.device)
+        self._kernels = dispatch.kernels(cell, self.backend)
+        self._rng = np.random.default_rng(seed)
+        self._params: "OrderedDict[str, object]" = OrderedDict()
+        self.grads: dict = {}
+        self.training = True
+        self._tape = None
+
+    # -- parameters -------------------------------------------------------------------------------
+    def _init_params(self, shapes: "OrderedDict[str, tuple]", hidden_size: int) -> None:
+        """PyTorch's default: every parameter ~ U(-1/sqrt(H), 1/sqrt(H)), drawn in declaration order."""
+        bound = 1.0 / np.sqrt(hidden_size)
+        xp = array_module(self.device)
+        for name, shape in shapes.items():
+            values = self._rng.uniform(-bound, bound, size=shape).astype(self.dtype)
+            self._params[name] = xp.asarray(values)
+
+    def named_parameters(self):
+        """(name, array) pairs of the live parameters: update them in place to train."""
+        return list(self._params.items())
+
+    def parameters(self):
+        return list(self._params.values())
+
+    def __getattr__(self, name):
+        params = self.__dict__.get("_params")
+        if params is not None and name in params:
+            return params[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def state_dict(self) -> "OrderedDict[str, object]":
+        """A copy of every parameter, under PyTorch's names, on the module's device."""
+        return OrderedDict((k, v.copy()) for k, v in self._params.items())
+
+    def load_state_dict(self, state) -> None:
+        """Load parameters from a mapping of PyTorch names to anything np.asarray takes (or CuPy
+        arrays); every name must be known and present, and every shape must match."""
+        missing = [k for k in self._params if k not in state]
+        unexpected = [k for k in state if k not in self._params]
+        if missing or unexpected:
+            parts = []
+            if missing:
+                parts.append(f"missing keys {missing}")
+            if unexpected:
+                parts.append(f"unexpected keys {unexpected}")
+            raise KeyError(f"load_state_dict: {'; '.join(parts)}; expected exactly "
+                           f"{list(self._params)}")
+        xp = array_module(self.device)
+        loaded = {}
+        for name, current in self._params.items():
+            value = to_host(state[name])
+            if tuple(value.shape) != tuple(current.shape):
+                raise ValueError(f"load_state_dict: {name} must have shape {tuple(current.shape)}, "
+                                 f"got {tuple(value.shape)}")
+            loaded[name] = xp.asarray(value.astype(self.dtype))
+        self._params.update(loaded)
+
+    # -- modes and devices ------------------------------------------------------------------------
+    def train(self, mode: bool = True):
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def to(self, device: str):
+        """Move the parameters to `device` ("cpu" or "cuda") and pick that device's backend."""
+        device = check_device(device)
+        if device == self.device:
+            return self
+        backend = self._requested_backend
+        if backend not in (None, "auto") and dispatch.backend_info(backend).device != device:
+            backend = "auto"
+        name = dispatch.resolve(backend, device)
+        kern = dispatch.kernels(self.cell, name)
+        xp = array_module(device)
+        self._params = OrderedDict((k, xp.asarray(to_host(v))) for k, v in self._params.items())
+        self.grads = {k: xp.asarray(to_host(v)) for k, v in self.grads.items()}
+        self.device, self.backend, self._kernels = device, name, kern
+        self._tape = None
+        return self
+
+    def _xp(self):
+        return array_module(self.device)
+
+    def _require_tape(self):
+        if self._tape is None:
+            raise RuntimeError(
+                "backward() needs a forward pass made in training mode first (call .train() before "
+                "the forward; in eval mode the forward keeps nothing for backward)")
+        return self._tape
+
+
+class _RNNBase(_Module):
+    """A stack of recurrent layers over whole sequences (PyTorch's nn.RNN / nn.LSTM / nn.GRU)."""
+
+    def __init__(self, cell: CellSpec, input_size, hidden_size, num_layers=1, bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False, *, dtype="float32",
+                 backend=None, device="cpu", seed=None):
+        self.input_size = _check_size(input_size, "input_size")
+        self.hidden_size = _check_size(hidden_size, "hidden_size")
+        self.num_layers = _check_size(num_layers, "num_layers")
+        if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
+            raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = float(dropout)
+        self.bidirectional = bool(bidirectional)
+        self.num_directions = 2 if self.bidirectional else 1
+        super().__init__(cell, dtype=dtype, backend=backend, device=device, seed=seed)
+        self._init_params(self._param_shapes(), self.hidden_size)
+
+    def _param_shapes(self) -> "OrderedDict[str, tuple]":
+        shapes: "OrderedDict[str, tuple]" = OrderedDict()
+        for layer in range(self.num_layers):
+            layer_in = self.input_size if layer == 0 else self.hidden_size * self.num_directions
+            per_dir = self.cell.weight_shapes(layer_in, self.hidden_size)
+            for direction in range(self.num_directions):
+                suffix = f"_l{layer}" + ("_reverse" if direction else "")
+                for kind in ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if self.bias else ()):
+                    shapes[kind + suffix] = per_dir[kind]
+        return shapes
+
+    def _param_name(self, kind: str, layer: int, direction: int) -> str:
+        return f"{kind}_l{layer}" + ("_reverse" if direction else "")
+
+    def _weights(self):
+        p = self._params
+        out = []
+        for layer in range(self.num_layers):
+            dirs = []
+            for d in range(self.num_directions):
+                names = [self._param_name(k, layer, d) for k in ("weight_ih", "weight_hh",
+                                                                  "bias_ih", "bias_hh")]
+                dirs.append(tuple(p[n] if n in p else None for n in names))
+            out.append(dirs)
+        return out
+
+    def __repr__(self):
+        extra = "" if not self.bidirectional else ", bidirectional=True"
+        return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}, "
+                f"num_layers={self.num_layers}{extra}, dtype={self.dtype.name}, "
+                f"device={self.device!r}, backend={self.backend!r})")
+
+    # -- forward ----------------------------------------------------------------------------------
+    def _state_shape(self, batch: Optional[int]):
+        rows = self.num_layers * self.num_directions
+        return (rows, self.hidden_size) if batch is None else (rows, batch, self.hidden_size)
+
+    def _initial_state(self, hx, batch, unbatched, xp):
+        """(h0, c0) time-major with a batch axis; c0 None unless LSTM."""
+        shape = self._state_shape(None if unbatched else batch)
+        names = ("hx[0] (h_0)", "hx[1] (c_0)") if self.cell.has_cell_state else ("hx",)
+        if hx is None:
+            parts = [None] * len(names)
+        elif self.cell.has_cell_state:
+            if not (isinstance(hx, (tuple, list)) and len(hx) == 2):
+                raise TypeError("hx of an LSTM must be a pair (h_0, c_0) or None")
+            parts = list(hx)
+        else:
+            parts = [hx]
+        states = []
+        for part, name in zip(parts, names):
+            if part is None:
+                states.append(xp.zeros(self._state_shape(batch), dtype=self.dtype))
+                continue
+            arr = as_module_array(part, name, self.device, self.dtype, xp)
+            check_shape(arr, shape, f"{name} (num_layers * num_directions, "
+                        f"{'' if unbatched else 'batch, '}hidden_size)")
+            states.append(xp.ascontiguousarray(arr[:, None] if unbatched else arr))
+        return states[0], (states[1] if self.cell.has_cell_state else None)
+
+    def _dropout_mask(self, shape):
+        keep = 1.0 - self.dropout
+        mask = (self._rng.random(shape) < keep).astype(self.dtype) / self.dtype.type(keep)
+        return self._xp().asarray(mask)
+
+    def forward(self, x, hx=None, lengths=None):
+        """out, h_n (or out, (h_n, c_n) for the LSTM) for input x of shape (T, N, input_size),
+        (N, T, input_size) with batch_first, or unbatched (T, input_size)."""
+        xp = self._xp()
+        x = as_module_array(x, "input", self.device, self.dtype, xp)
+        if x.ndim not in (2, 3):
+            layout = "(N, T, input_size)" if self.batch_first else "(T, N, input_size)"
+            raise ValueError(f"input must be 3-D {layout} or unbatched 2-D (T, input_size), "
+                             f"got {x.ndim}-D with shape {tuple(x.shape)}")
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"input has {x.shape[-1]} features in its last axis, but the module's "
+                             f"input_size is {self.input_size}")
+        unbatched = x.ndim == 2
+        if unbatched:
+            x_tm = x[:, None, :]
+        else:
+            x_tm = x.transpose(1, 0, 2) if self.batch_first else x
+        x_tm = xp.ascontiguousarray(x_tm)
+        T, N, _ = x_tm.shape
+        if T == 0 or N == 0:
+            raise ValueError(f"input must have at least one time step and one sequence, "
+                             f"got shape {tuple(x.shape)}")
+        h0, c0 = self._initial_state(hx, N, unbatched, xp)
+        lengths_dev = None
+        if lengths is not None:
+            host = check_lengths(lengths, T, N)
+            if not np.all(host == T):
+                lengths_dev = xp.asarray(host.astype(np.int32))
+        training = self.training
+        self._tape = None
+        out, h_n, c_n, tape = stack_forward(
+            self._kernels, self.cell, self._weights(), x_tm, h0, c0, lengths_dev, training,
+            self.dropout, self._dropout_mask, xp)
+        if training:
+            tape.batch_first, tape.unbatched = self.batch_first, unbatched
+            self._tape = tape
+        if unbatched:
+            out, h_n = out[:, 0], h_n[:, 0]
+            c_n = None if c_n is None else c_n[:, 0]
+        elif self.batch_first:
+            out = out.transpose(1, 0, 2)
+        return out, ((h_n, c_n) if self.cell.has_cell_state else h_n)
+
+    __call__ = forward
+
+    # -- backward ---------------------------------------------------------------------------------
+    def backward(self, dout, dhn=None):
+        """Backpropagation through time for the last training-mode forward.
+
+        dout: gradient of the loss with respect to `out` (same shape); dhn: with respect to h_n
+        (for the LSTM a pair (dh_n, dc_n), either may be None); None means zero. Returns dx and
+        dhx (a pair (dh_0, dc_0) for the LSTM) and overwrites self.grads."""
+        tape = self._require_tape()
+        xp = self._xp()
+        T, N, _ = tape.input_shape
+        out_width = self.hidden_size * self.num_directions
+        if tape.unbatched:
+            out_shape = (T, out_width)
+        else:
+            out_shape = (N, T, out_width) if tape.batch_first else (T, N, out_width)
+        dout = as_module_array(dout, "dout", self.device, self.dtype, xp)
+        check_shape(dout, out_shape, "dout (the gradient of out)")
+        if tape.unbatched:
+            dout_tm = dout[:, None, :]
+        else:
+            dout_tm = dout.transpose(1, 0, 2) if tape.batch_first else dout
+        dout_tm = xp.ascontiguousarray(dout_tm)
+        dh_n, dc_n = self._final_state_grads(dhn, N, tape.unbatched, xp)
+        dx, dh0, dc0, grads = stack_backward(self._kernels, self.cell, tape, dout_tm, dh_n, dc_n, xp)
+        self.grads = self._named_grads(grads)
+        if tape.unbatched:
+            dx, dh0 = dx[:, 0], dh0[:, 0]
+            dc0 = None if dc0 is None else dc0[:, 0]
+        elif tape.batch_first:
+            dx = dx.transpose(1, 0, 2)
+        return dx, ((dh0, dc0) if self.cell.has_cell_state else dh0)
+
+    def _final_state_grads(self, dhn, batch, unbatched, xp):
+        if self.cell.has_cell_state:
+            if dhn is None:
+                dhn = (None, None)
+            if not (isinstance(dhn, (tuple, list)) and len(dhn) == 2):
+                raise TypeError("dhn of an LSTM must be a pair (dh_n, dc_n) (either may be None) "
+                                "or None")
+            names = ("dhn[0] (dh_n)", "dhn[1] (dc_n)")
+        else:
+            dhn, names = (dhn,), ("dhn",)
+        shape = self._state_shape(None if unbatched else batch)
+        result = []
+        for part, name in zip(dhn, names):
+            if part is None:
+                result.append(xp.zeros(self._state_shape(batch), dtype=self.dtype))
+                continue
+            arr = as_module_array(part, name, self.device, self.dtype, xp)
+            check_shape(arr, shape, name)
+            result.append(xp.ascontiguousarray(arr[:, None] if unbatched else arr))
+        return result[0], (result[1] if self.cell.has_cell_state else None)
+
+    def _named_grads(self, grads):
+        named = {}
+        for layer, per_dir in enumerate(grads):
+            for direction, values in enumerate(per_dir):
+                for kind, value in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), values):
+                    name = self._param_name(kind, layer, direction)
+                    if name in self._params:
+                        named[name] = value
+        return {k: named[k] for k in self._params}
+
+
+class RNN(_RNNBase):
+    """Elman RNN, h' = tanh(W_ih x + b_ih + W_hh h + b_hh) (or relu), like torch.nn.RNN."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False, *, dtype="float32",
+                 backend=None, device="cpu", seed=None):
+        self.nonlinearity = nonlinearity
+        super().__init__(rnn_cell(nonlinearity), input_size, hidden_size, num_layers, bias,
+                         batch_first, dropout, bidirectional, dtype=dtype, backend=backend,
+                         device=device, seed=seed)
+
+
+class LSTM(_RNNBase):
+    """Long short-term memory, gates i, f, g, o, like torch.nn.LSTM (no projection)."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, *, dtype="float32", backend=None, device="cpu",
+                 seed=None):
+        super().__init__(LSTM_SPEC, input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, dtype=dtype, backend=backend, device=device,
+                         seed=seed)
+
+
+class GRU(_RNNBase):
+    """Gated recurrent unit, gates r, z, n (b_hn inside the r product), like torch.nn.GRU."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, *, dtype="float32", backend=None, device="cpu",
+                 seed=None):
+        super().__init__(GRU_SPEC, input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, dtype=dtype, backend=backend, device=device,
+                         seed=seed)
+
+
+class _CellBase(_Module):
+    """One time step (PyTorch's nn.RNNCell / nn.LSTMCell / nn.GRUCell)."""
+
+    def __init__(self, cell: CellSpec, input_size, hidden_size, bias=True, *, dtype="float32",
+                 backend=None, device="cpu", seed=None):
+        self.input_size = _check_size(input_size, "input_size")
+        self.hidden_size = _check_size(hidden_size, "hidden_size")
+        self.bias = bool(bias)
+        super().__init__(cell, dtype=dtype, backend=backend, device=device, seed=seed)
+        shapes = cell.weight_shapes(self.input_size, self.hidden_size)
+        kinds = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if self.bias else ())
+        self._init_params(OrderedDict((k, shapes[k]) for k in kinds), self.hidden_size)
+
+    def __repr__(self):
+        return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}, "
+                f"dtype={self.dtype.name}, device={self.device!r}, backend={self.backend!r})")
+
+    def _weights(self):
+        p = self._params
+        return p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh")
+
+    def _state(self, value, name, batch, unbatched, xp):
+        if value is None:
+            return xp.zeros((batch, self.hidden_size), dtype=self.dtype)
+        arr = as_module_array(value, name, self.device, self.dtype, xp)
+        expected = (self.hidden_size,) if unbatched else (batch, self.hidden_size)
+        check_shape(arr, expected, f"{name} ({'' if unbatched else 'batch, '}hidden_size)")
+        return xp.ascontiguousarray(arr[None] if unbatched else arr)
+
+    def forward(self, x, hx=None):
+        """The next state for input x (N, input_size) or unbatched (input_size,): h' for RNNCell and
+        GRUCell, (h', c') for LSTMCell. hx None means zeros."""
+        xp = self._xp()
+        x = as_module_array(x, "input", self.device, self.dtype, xp)
+        if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
+            raise ValueError(f"input must have shape (batch, {self.input_size}) or "
+                             f"({self.input_size},), got {tuple(x.shape)}")
+        unbatched = x.ndim == 1
+        x2 = xp.ascontiguousarray(x[None] if unbatched else x)
+        N = x2.shape[0]
+        if self.cell.has_cell_state:
+            if hx is None:
+                hx = (None, None)
+            if not (isinstance(hx, (tuple, list)) and len(hx) == 2):
+                raise TypeError("hx of an LSTMCell must be a pair (h, c) or None")
+            h = self._state(hx[0], "hx[0] (h)", N, unbatched, xp)
+            c = self._state(hx[1], "hx[1] (c)", N, unbatched, xp)
+        else:
+            h, c = self._state(hx, "hx", N, unbatched, xp), None
+        w_ih, w_hh, b_ih, b_hh = self._weights()
+        self._tape = None
+        if self.training or self._kernels.step is None:
+            out, h1, c1, cache = self._kernels.forward(
+                self.cell, x2[None], h, c, w_ih, w_hh, b_ih, b_hh, None, False, self.training)
+            if self.training:
+                self._tape = (cache, N, unbatched)
+        else:
+            h1, c1 = self._kernels.step(self.cell, x2, h, c, w_ih, w_hh, b_ih, b_hh)
+        if unbatched:
+            h1 = h1[0]
+            c1 = None if c1 is None else c1[0]
+        return (h1, c1) if self.cell.has_cell_state else h1
+
+    __call__ = forward
+
+    def backward(self, dh, dc=None):
+        """Gradients for the last training-mode step: returns dx and dhx ((dh, dc) for LSTMCell)
+        and overwrites self.grads. dh (and dc) are the gradients of h' (and c'); None means zero."""
+        cache, N, unbatched = self._require_tape()
+        xp = self._xp()
+        dh = self._state(dh, "dh", N, unbatched, xp)
+        dc = self._state(dc, "dc", N, unbatched, xp) if self.cell.has_cell_state else None
+        dout = xp.zeros((1, N, self.hidden_size), dtype=self.dtype)
+        dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = self._kernels.backward(
+            self.cell, cache, dout, dh, dc)
+        grads = {"weight_ih": dw_ih, "weight_hh": dw_hh, "bias_ih": db_ih, "bias_hh": db_hh}
+        self.grads = {k: grads[k] for k in self._params}
+        dx = dx[0]
+        if unbatched:
+            dx, dh0 = dx[0], dh0[0]
+            dc0 = None if dc0 is None else dc0[0]
+        return dx, ((dh0, dc0) if self.cell.has_cell_state else dh0)
+
+
+class RNNCell(_CellBase):
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *,
+                 dtype="float32", backend=None, device="cpu", seed=None):
+        self.nonlinearity = nonlinearity
+        super().__init__(rnn_cell(nonlinearity), input_size, hidden_size, bias, dtype=dtype,
+                         backend=backend, device=device, seed=seed)
+
+
+class LSTMCell(_CellBase):
+    def __init__(self, input_size, hidden_size, bias=True, *, dtype="float32", backend=None,
+                 device="cpu", seed=None):
+        super().__init__(LSTM_SPEC, input_size, hidden_size, bias, dtype=dtype, backend=backend,
+                         device=device, seed=seed)
+
+
+class GRUCell(_CellBase):
+    def __init__(self, input_size, hidden_size, bias=True, *, dtype="float32", backend=None,
+                 device="cpu", seed=None):
+        super().__init__(GRU_SPEC, input_size, hidden_size, bias, dtype=dtype, backend=backend,
+                         device=device, seed=seed)
