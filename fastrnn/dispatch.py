@@ -132,6 +132,9 @@ def _load(name: str):
     except Exception as exc:
         _failures[name] = f"{info.module} failed to import ({type(exc).__name__}: {exc})"
         return None
+    if not isinstance(getattr(module, "KERNELS", None), dict):
+        _failures[name] = f"{info.module} defines no KERNELS table"
+        return None
     probe = getattr(module, "unavailable_reason", None)
     reason = probe() if probe is not None else None
     if reason:
