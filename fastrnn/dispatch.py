@@ -177,18 +177,28 @@ def default_backend() -> str:
     return os.environ.get(ENV_VAR, "").strip() or "auto"
 
 
-def resolve(backend: Optional[str], device: str) -> str:
-    """Turn a user's backend choice into the name of an available backend for `device`.
+def _implements(name: str, cell: Optional[CellSpec]) -> bool:
+    return cell is None or cell.name in getattr(_load(name), "KERNELS", {})
 
-    backend None means the FASTRNN_BACKEND environment variable, else "auto"; "auto" picks the
-    highest-priority available backend for the device. Anything else must be registered, available,
-    and meant for that device, or a BackendUnavailableError says what is available and why the rest is not.
+
+def resolve(backend: Optional[str], device: str, cell: Optional[CellSpec] = None) -> str:
+    """Turn a user's backend choice into the name of an available backend for `device` (and `cell`).
+
+    backend None means the FASTRNN_BACKEND environment variable, else "auto"; a FASTRNN_BACKEND that
+    names a backend of the other device leaves this device on "auto", so one setting can steer the CPU
+    without blocking GPU modules. "auto" picks the highest-priority available backend for the device
+    that implements the cell. Anything else must be registered, available, meant for that device and
+    implement the cell, or a BackendUnavailableError says what is available and why the rest is not.
     """
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
-    choice = default_backend() if backend is None else backend
+    choice = backend
+    if choice is None:
+        choice = default_backend()
+        if choice in _BACKENDS and _BACKENDS[choice].device != device:
+            choice = "auto"
     if choice == "auto":
-        found = backends(device)
+        found = [n for n in backends(device) if _implements(n, cell)]
         if found:
             return found[0]
         raise BackendUnavailableError(
@@ -207,6 +217,14 @@ def resolve(backend: Optional[str], device: str) -> str:
         raise BackendUnavailableError(
             f"backend {choice!r} is unavailable: {reason}\n{availability_report()}")
     return choice
+
+
+def unregister_backend(name: str) -> None:
+    """Remove a backend registered with register_backend (e.g. a temporary one in a test)."""
+    backend_info(name)
+    del _BACKENDS[name]
+    _loaded.pop(name, None)
+    _failures.pop(name, None)
 
 
 def kernels(cell: CellSpec | str, backend: str) -> CellKernels:

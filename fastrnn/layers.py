@@ -47,7 +47,7 @@ class _Module:
         self.dtype = _check_dtype(dtype)
         self.device = check_device(device)
         self._requested_backend = backend
-        self.backend = dispatch.resolve(backend, self.device)
+        self.backend = dispatch.resolve(backend, self.device, cell)
         self._kernels = dispatch.kernels(cell, self.backend)
         self._rng = np.random.default_rng(seed)
         self._params: "OrderedDict[str, object]" = OrderedDict()
@@ -120,7 +120,7 @@ class _Module:
         backend = self._requested_backend
         if backend not in (None, "auto") and dispatch.backend_info(backend).device != device:
             backend = "auto"
-        name = dispatch.resolve(backend, device)
+        name = dispatch.resolve(backend, device, self.cell)
         kern = dispatch.kernels(self.cell, name)
         xp = array_module(device)
         self._params = OrderedDict((k, xp.asarray(to_host(v))) for k, v in self._params.items())

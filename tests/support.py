@@ -1,0 +1,240 @@
+"""Shared helpers of the core test suite: building modules for a backend, moving arrays to the
+backend's array module, random cases, running forward + backward, and comparing with a recorded
+relative error (the worst values reached are printed at the end of the session by conftest.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Optional
+
+import numpy as np
+
+import fastrnn as fr
+from fastrnn import dispatch
+
+CELL_KINDS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+DTYPES = ("float32", "float64")
+FORWARD_KEYS = ("out", "h_n", "c_n")
+
+
+# ---------------------------------------------------------------------------------------------- arrays
+
+def device_of(backend: str) -> str:
+    """The device of a registered backend; "cpu" for "auto" and None (the modules' default)."""
+    if backend in (None, "auto"):
+        return "cpu"
+    return dispatch.backend_info(backend).device
+
+
+def array_module(backend: str):
+    """numpy for CPU backends, cupy for CUDA ones (imported only when a CUDA backend runs)."""
+    if device_of(backend) == "cuda":
+        import cupy
+        return cupy
+    return np
+
+
+def to_backend(a, backend: str):
+    """Put a NumPy array on the backend's device (None stays None)."""
+    if a is None:
+        return None
+    return array_module(backend).asarray(a)
+
+
+def to_numpy(a) -> Optional[np.ndarray]:
+    if a is None:
+        return None
+    if isinstance(a, np.ndarray):
+        return a
+    if hasattr(a, "get"):  # cupy.ndarray
+        return a.get()
+    return np.asarray(a)
+
+
+# --------------------------------------------------------------------------------------------- modules
+
+def make_module(kind: str, input_size: int, hidden_size: int, *, backend: str, dtype: str, **kwargs):
+    """fr.RNN / fr.LSTM / fr.GRU for a cell kind ("rnn_tanh", "rnn_relu", "lstm", "gru")."""
+    kwargs.setdefault("device", device_of(backend))
+    if kind.startswith("rnn_"):
+        return fr.RNN(input_size, hidden_size, nonlinearity=kind[4:], dtype=dtype, backend=backend,
+                      **kwargs)
+    cls = {"lstm": fr.LSTM, "gru": fr.GRU}[kind]
+    return cls(input_size, hidden_size, dtype=dtype, backend=backend, **kwargs)
+
+
+def make_cell(kind: str, input_size: int, hidden_size: int, *, backend: str, dtype: str, **kwargs):
+    """fr.RNNCell / fr.LSTMCell / fr.GRUCell for a cell kind."""
+    kwargs.setdefault("device", device_of(backend))
+    if kind.startswith("rnn_"):
+        return fr.RNNCell(input_size, hidden_size, nonlinearity=kind[4:], dtype=dtype, backend=backend,
+                          **kwargs)
+    cls = {"lstm": fr.LSTMCell, "gru": fr.GRUCell}[kind]
+    return cls(input_size, hidden_size, dtype=dtype, backend=backend, **kwargs)
+
+
+def random_params(module, rng: np.random.Generator, scale: float = 0.6) -> dict[str, np.ndarray]:
+    """float64 parameters with the module's names and shapes, larger than the default init so that
+    the nonlinearities are exercised away from their linear region."""
+    return {k: rng.uniform(-scale, scale, size=np.shape(v)) for k, v in module.state_dict().items()}
+
+
+def load(module, params64: dict[str, np.ndarray], dtype: str) -> None:
+    module.load_state_dict({k: v.astype(dtype) for k, v in params64.items()})
+
+
+# ----------------------------------------------------------------------------------------------- cases
+
+@dataclass(frozen=True)
+class Case:
+    """One module configuration and input shape."""
+
+    T: int = 4
+    N: int = 3
+    I: int = 5
+    H: int = 6
+    num_layers: int = 1
+    bidirectional: bool = False
+    batch_first: bool = False
+    bias: bool = True
+    lengths: Optional[tuple[int, ...]] = None
+    with_hx: bool = True
+    dropout: float = 0.0
+
+    @property
+    def D(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def id(self) -> str:
+        parts = [f"T{self.T}N{self.N}I{self.I}H{self.H}", f"L{self.num_layers}"]
+        if self.bidirectional:
+            parts.append("bi")
+        if self.batch_first:
+            parts.append("bf")
+        if not self.bias:
+            parts.append("nobias")
+        if self.lengths is not None:
+            parts.append("len" + "-".join(map(str, self.lengths)))
+        if not self.with_hx:
+            parts.append("nohx")
+        if self.dropout:
+            parts.append(f"drop{self.dropout}")
+        return "_".join(parts)
+
+    def module_kwargs(self) -> dict:
+        return dict(num_layers=self.num_layers, bias=self.bias, batch_first=self.batch_first,
+                    dropout=self.dropout, bidirectional=self.bidirectional)
+
+    def with_(self, **changes) -> "Case":
+        return replace(self, **changes)
+
+
+def random_inputs(kind: str, case: Case, rng: np.random.Generator) -> dict:
+    """float64 inputs and upstream gradients for one forward + backward of `case`."""
+    seq = (case.N, case.T) if case.batch_first else (case.T, case.N)
+    state = (case.num_layers * case.D, case.N, case.H)
+    lstm = kind == "lstm"
+    data = {
+        "x": rng.standard_normal(seq + (case.I,)),
+        "h0": rng.standard_normal(state) * 0.5 if case.with_hx else None,
+        "c0": rng.standard_normal(state) * 0.5 if case.with_hx and lstm else None,
+        "dout": rng.standard_normal(seq + (case.D * case.H,)),
+        "dh_n": rng.standard_normal(state),
+        "dc_n": rng.standard_normal(state) if lstm else None,
+        "lengths": None if case.lengths is None else np.array(case.lengths, dtype=np.int64),
+    }
+    return data
+
+
+def as_dtype(a, dtype):
+    return None if a is None else np.asarray(a).astype(dtype)
+
+
+def run_module(module, kind: str, data: dict, backend: str, dtype: str, *, backward: bool = True) -> dict:
+    """Forward (+ backward) of a module; every result as a NumPy array, keyed by what it is.
+
+    Keys: out, h_n, c_n (LSTM), and with backward: dx, dh0, dc0 (when hx was given), grad.<param>.
+    """
+    lstm = kind == "lstm"
+    cast = lambda a: to_backend(as_dtype(a, dtype), backend)  # noqa: E731
+    x = cast(data["x"])
+    hx = None
+    if data["h0"] is not None:
+        hx = (cast(data["h0"]), cast(data["c0"])) if lstm else cast(data["h0"])
+    lengths = data["lengths"]
+    if lengths is not None and device_of(backend) == "cuda":
+        lengths = lengths.tolist()
+    out, state = module(x, hx, lengths=lengths)
+    res = {"out": to_numpy(out)}
+    if lstm:
+        res["h_n"], res["c_n"] = to_numpy(state[0]), to_numpy(state[1])
+    else:
+        res["h_n"] = to_numpy(state)
+    if not backward:
+        return res
+    dhn = (cast(data["dh_n"]), cast(data["dc_n"])) if lstm else cast(data["dh_n"])
+    dx, dhx = module.backward(cast(data["dout"]), dhn)
+    res["dx"] = to_numpy(dx)
+    if hx is not None:
+        if lstm:
+            res["dh0"], res["dc0"] = to_numpy(dhx[0]), to_numpy(dhx[1])
+        else:
+            res["dh0"] = to_numpy(dhx)
+    for k, g in module.grads.items():
+        res["grad." + k] = to_numpy(g)
+    return res
+
+
+# ------------------------------------------------------------------------------------------ comparison
+
+def rel_err(actual, expected) -> float:
+    """max|a - b| / max|b|; where b is all zeros, max|a| (so a must be zero too)."""
+    a = np.asarray(actual, dtype=np.float64)
+    b = np.asarray(expected, dtype=np.float64)
+    if a.shape != b.shape:
+        raise AssertionError(f"shape {a.shape} != expected {b.shape}")
+    if b.size == 0:
+        return 0.0
+    if np.isnan(a).any() or np.isnan(b).any():
+        return float("inf") if not np.array_equal(np.isnan(a), np.isnan(b)) else 0.0
+    diff = float(np.max(np.abs(a - b)))
+    scale = float(np.max(np.abs(b)))
+    return diff / scale if scale > 0 else diff
+
+
+# (suite, backend, dtype, "forward" | "gradient") -> (worst relative error, where)
+WORST: dict[tuple[str, str, str, str], tuple[float, str]] = {}
+
+
+def record(suite: str, backend: str, dtype: str, key: str, err: float, where: str) -> None:
+    part = "forward" if key in FORWARD_KEYS else "gradient"
+    slot = (suite, backend, dtype, part)
+    if slot not in WORST or err > WORST[slot][0]:
+        WORST[slot] = (err, f"{where} [{key}]")
+
+
+def assert_all_close(actual: dict, expected: dict, tol: float, *, suite: str, backend: str, dtype: str,
+                     where: str) -> None:
+    """Every key of `expected` within `tol` relative error; the errors are recorded first, so the
+    summary shows the worst values reached even when a comparison fails."""
+    missing = sorted(set(expected) - set(actual))
+    extra = sorted(set(actual) - set(expected))
+    assert not missing and not extra, f"results differ in keys: missing {missing}, unexpected {extra}"
+    errors = {}
+    for key, b in expected.items():
+        a = actual[key]
+        if b is None or a is None:
+            assert a is None and b is None, f"{key}: one side is None"
+            continue
+        errors[key] = rel_err(a, b)
+        if tol > 0:   # exact comparisons are exact by construction: nothing to report
+            record(suite, backend, dtype, key, errors[key], where)
+    bad = {k: f"{e:.3g}" for k, e in errors.items() if not e <= tol}
+    assert not bad, f"relative error above {tol:g}: {bad}"
+
+
+def check_dtypes(results: dict, dtype: str) -> None:
+    """Outputs and gradients come back in the module's dtype: never a silent change of precision."""
+    wrong = {k: str(v.dtype) for k, v in results.items() if v is not None and v.dtype != np.dtype(dtype)}
+    assert not wrong, f"expected every result in {dtype}, got {wrong}"
