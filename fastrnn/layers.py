@@ -46,6 +46,7 @@ class _Module:
         self.cell = cell
         self.dtype = _check_dtype(dtype)
         self.device = check_device(device)
+        self._array_type = array_module(self.device).ndarray
         self._requested_backend = backend
         self.backend = dispatch.resolve(backend, self.device, cell)
         self._kernels = dispatch.kernels(cell, self.backend)
@@ -126,6 +127,7 @@ class _Module:
         self._params = OrderedDict((k, xp.asarray(to_host(v))) for k, v in self._params.items())
         self.grads = {k: xp.asarray(to_host(v)) for k, v in self.grads.items()}
         self.device, self.backend, self._kernels = device, name, kern
+        self._array_type = xp.ndarray
         self._tape = None
         return self
 
@@ -396,9 +398,42 @@ class _CellBase(_Module):
         check_shape(arr, expected, f"{name} ({'' if unbatched else 'batch, '}hidden_size)")
         return xp.ascontiguousarray(arr[None] if unbatched else arr)
 
+    def _ready(self, a, shape) -> bool:
+        """True when `a` can go to the kernel as it is: the module's array type, dtype and shape,
+        C-contiguous. Anything else takes the checked path, which converts or explains."""
+        return (type(a) is self._array_type and a.dtype == self.dtype and a.shape == shape
+                and a.flags.c_contiguous)
+
+    def _streaming_step(self, x, hx):
+        """The low-latency inference step for inputs that need no conversion, or None to say
+        "use the checked path". Keeps Python work per step to a few attribute reads."""
+        if self.training or self._kernels.step is None or hx is None:
+            return None
+        if not (type(x) is self._array_type and x.ndim == 2
+                and self._ready(x, (x.shape[0], self.input_size))):
+            return None
+        state = (x.shape[0], self.hidden_size)
+        if self.cell.has_cell_state:
+            if not (type(hx) is tuple and len(hx) == 2 and self._ready(hx[0], state)
+                    and self._ready(hx[1], state)):
+                return None
+            h, c = hx
+        else:
+            if not self._ready(hx, state):
+                return None
+            h, c = hx, None
+        self._tape = None
+        p = self._params
+        h1, c1 = self._kernels.step(self.cell, x, h, c, p["weight_ih"], p["weight_hh"],
+                                    p.get("bias_ih"), p.get("bias_hh"))
+        return (h1, c1) if self.cell.has_cell_state else h1
+
     def forward(self, x, hx=None):
         """The next state for input x (N, input_size) or unbatched (input_size,): h' for RNNCell and
         GRUCell, (h', c') for LSTMCell. hx None means zeros."""
+        result = self._streaming_step(x, hx)
+        if result is not None:
+            return result
         xp = self._xp()
         x = as_module_array(x, "input", self.device, self.dtype, xp)
         if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:

@@ -1,0 +1,31 @@
+"""The "numba" backend: fused CPU kernels compiled by Numba (see fastrnn.dispatch for the contract).
+
+Per layer and direction: the input projection is one BLAS GEMM over all T*N rows; the recurrence
+runs one GEMM h W_hh^T and one fused, jitted pointwise pass per step; backward runs one fused
+pointwise pass and one GEMM per step and leaves the weight gradients to whole-sequence GEMMs. Small
+batches (N <= SMALL_BATCH) run their whole time loop in jitted code instead. All BLAS calls go
+through NumPy (see _blas.py for why never through Numba's np.dot).
+
+Importing this package compiles nothing: each kernel compiles on first use and is cached on disk.
+"""
+from __future__ import annotations
+
+from ..dispatch import CellKernels
+from . import gru, lstm, rnn
+
+
+def _kernels(module) -> CellKernels:
+    return CellKernels(forward=module.forward, backward=module.backward, step=module.step_inference)
+
+
+KERNELS = {
+    "rnn_tanh": _kernels(rnn),
+    "rnn_relu": _kernels(rnn),
+    "lstm": _kernels(lstm),
+    "gru": _kernels(gru),
+}
+
+
+def unavailable_reason():
+    """None: the package imported, so Numba is there; NumPy's BLAS is all else it needs."""
+    return None

@@ -1,0 +1,264 @@
+"""GRU (gates r, z, n; b_hn inside the r product, as PyTorch and cuDNN):
+
+    r = s(x W_ir + b_ir + h W_hr + b_hr),  z = s(x W_iz + b_iz + h W_hz + b_hz)
+    n = tanh(x W_in + b_in + r * (h W_hn + b_hn)),  h' = (1 - z) * n + z * h
+
+The gradients of the input-side and hidden-side pre-activations differ only in the n block
+(dn_i = dn, dn_h = dn * r), so backward keeps them in one (T, N, 4H) buffer laid out
+[n_h, r, z, n_i]: columns H:4H are the input side in PyTorch's order (one GEMM for dx and dW_ih) and
+columns 0:3H the hidden side in the order (n, r, z) (one GEMM for dW_hh, rows then put back).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ._blas import SMALL_BATCH, STEP_BATCH, copy_vector, small_matmul, small_matmul_nt
+from ._common import (SequenceCache, input_gradients, lengths_array, no_bias, no_cache,
+                      project_input, recurrent_weight_gradient, run_backward_loop, transpose)
+from ._math import ftanh, sigmoid
+
+_JIT = dict(cache=True, nogil=True, error_model="numpy")
+
+
+@njit(**_JIT)
+def forward_step(s, gates, gh, bias_x, bias_hn, h, lengths, reverse, training, out, h_prev,
+                 hn_lin):
+    """The fused pointwise pass of loop step s (the caller has put h W_hh^T in gh).
+
+    gates   (T, N, 3H)  in: x_t W_ih^T (time order, no bias); when training, overwritten at each
+                        active (t, n) by the activated r, z, n.
+    gh      (N, 3H)     h W_hh^T of the state before this step (no bias).
+    bias_x  (3H,)       [b_ir + b_hr, b_iz + b_hz, b_in];  bias_hn (H,) b_hn (zeros without bias).
+    h       (N, H)      the state, updated in place (idle rows keep theirs).
+    lengths (N,) int32  row n runs while s < lengths[n] and visits t = s, or lengths[n]-1-s when
+                        reverse; an idle (t, n) is visited once, with t = s.
+    out     (T, N, H)   h_t, 0 at idle (t, n).
+    h_prev, hn_lin (T, N, H) when training, else (0, 0, 0): the state each (t, n) started from and
+                        h W_hn^T + b_hn there (0 at idle (t, n)).
+    No argument may alias another.
+    """
+    N = h.shape[0]
+    H = h.shape[1]
+    zero = h.dtype.type(0)
+    for n in range(N):
+        L = lengths[n]
+        if s >= L:
+            out[s, n, :] = zero
+            if training:
+                h_prev[s, n, :] = zero
+                hn_lin[s, n, :] = zero
+            continue
+        t = L - 1 - s if reverse else s
+        g = gates[t, n]
+        ghn = gh[n]
+        hn = h[n]
+        o_t = out[t, n]
+        if training:
+            copy_vector(h_prev[t, n], hn)
+            hl = hn_lin[t, n]
+            for j in range(H):
+                r = sigmoid(g[j] + ghn[j] + bias_x[j])
+                z = sigmoid(g[H + j] + ghn[H + j] + bias_x[H + j])
+                a = ghn[2 * H + j] + bias_hn[j]
+                nn = ftanh(g[2 * H + j] + bias_x[2 * H + j] + r * a)
+                hj = nn + z * (hn[j] - nn)
+                g[j] = r
+                g[H + j] = z
+                g[2 * H + j] = nn
+                hl[j] = a
+                hn[j] = hj
+                o_t[j] = hj
+        else:
+            for j in range(H):
+                r = sigmoid(g[j] + ghn[j] + bias_x[j])
+                z = sigmoid(g[H + j] + ghn[H + j] + bias_x[H + j])
+                nn = ftanh(g[2 * H + j] + bias_x[2 * H + j] + r * (ghn[2 * H + j] + bias_hn[j]))
+                hj = nn + z * (hn[j] - nn)
+                hn[j] = hj
+                o_t[j] = hj
+
+
+@njit(**_JIT)
+def forward_small(gates, w_hh_t, bias_x, bias_hn, h, lengths, reverse, training, out, h_prev,
+                  hn_lin):
+    """The whole forward loop for at most SMALL_BATCH rows, without BLAS; w_hh_t (H, 3H) is W_hh
+    transposed, C-contiguous; the rest as forward_step."""
+    gh = np.empty((h.shape[0], gates.shape[2]), h.dtype)
+    for s in range(gates.shape[0]):
+        small_matmul(h, w_hh_t, gh)
+        forward_step(s, gates, gh, bias_x, bias_hn, h, lengths, reverse, training, out, h_prev,
+                     hn_lin)
+
+
+@njit(**_JIT)
+def backward_step(s, gates, h_prev, hn_lin, lengths, reverse, dout, dh, dh_rec, pending, dg_step,
+                  in_place, dgates, db):
+    """The fused pointwise pass of backward loop step s (run for s = T-1 down to 0).
+
+    gates   (T, N, 3H)  activated r, z, n from forward_step;  h_prev, hn_lin (T, N, H): read only.
+    dout    (T, N, H)   read only where t < lengths[n].
+    dh      (N, H)      in: gradient of the state after step s; out, for active rows: its direct
+                        part dh * z (the caller adds dg_step @ W_hh).
+    dh_rec  (N, H)      when pending: the previous step's GEMM result, added into dh first for the
+                        rows that were active then.
+    dg_step (N, 3H)     out: gradients of h W_hh^T (order r, z, n), 0 for idle rows.
+    in_place            always False here (dg_step is narrower than dgates).
+    dgates  (T, N, 4H)  out: [n_h, r, z, n_i] gradients in time order, 0 at idle (t, n).
+    db      (4H,) float64  accumulates the column sums of dgates.
+    No argument may alias another.
+    """
+    N = dh.shape[0]
+    H = dh.shape[1]
+    zero = dh.dtype.type(0)
+    one = dh.dtype.type(1)
+    for n in range(N):
+        L = lengths[n]
+        if pending and s + 1 < L:
+            dhn = dh[n]
+            rec = dh_rec[n]
+            for j in range(H):
+                dhn[j] += rec[j]
+        dgn = dg_step[n]
+        if s >= L:
+            dgates[s, n, :] = zero
+            dgn[:] = zero
+            continue
+        t = L - 1 - s if reverse else s
+        g = gates[t, n]
+        hp = h_prev[t, n]
+        hl = hn_lin[t, n]
+        do_t = dout[t, n]
+        dhn = dh[n]
+        dgt = dgates[t, n]
+        for j in range(H):
+            r = g[j]
+            z = g[H + j]
+            nn = g[2 * H + j]
+            dhj = dhn[j] + do_t[j]
+            dan = dhj * (one - z) * (one - nn * nn)
+            dar = dan * hl[j] * r * (one - r)
+            daz = dhj * (hp[j] - nn) * z * (one - z)
+            dnh = dan * r
+            dhn[j] = dhj * z
+            dgn[j] = dar
+            dgn[H + j] = daz
+            dgn[2 * H + j] = dnh
+            dgt[j] = dnh
+            dgt[H + j] = dar
+            dgt[2 * H + j] = daz
+            dgt[3 * H + j] = dan
+        for j in range(4 * H):
+            db[j] += dgt[j]
+
+
+@njit(**_JIT)
+def backward_small(gates, h_prev, hn_lin, w_hh, lengths, reverse, dout, dh, dgates, db):
+    """The whole backward loop for at most SMALL_BATCH rows, without BLAS; as backward_step."""
+    T, N, G = gates.shape
+    dg_step = np.empty((N, G), dh.dtype)
+    dh_rec = np.empty_like(dh)
+    for s in range(T - 1, -1, -1):
+        backward_step(s, gates, h_prev, hn_lin, lengths, reverse, dout, dh, dh_rec, s + 1 < T,
+                      dg_step, False, dgates, db)
+        small_matmul(dg_step, w_hh, dh_rec)
+    dh += dh_rec
+
+
+@njit(**_JIT)
+def step(x, h, w_ih, w_hh, b_ih, b_hh, h_out):
+    """One inference step for at most STEP_BATCH rows: x (N, I), h (N, H), w_ih (3H, I),
+    w_hh (3H, H) in PyTorch layout, b_ih, b_hh (3H,) or empty (no bias); h_out (N, H) written,
+    aliasing nothing."""
+    N, H = h.shape
+    gx = np.empty((N, 3 * H), h.dtype)
+    gh = np.empty((N, 3 * H), h.dtype)
+    small_matmul_nt(x, w_ih, gx, False)
+    small_matmul_nt(h, w_hh, gh, False)
+    if b_ih.shape[0] == 3 * H:
+        for n in range(N):
+            for j in range(3 * H):
+                gx[n, j] += b_ih[j]
+                gh[n, j] += b_hh[j]
+    for n in range(N):
+        for j in range(H):
+            r = sigmoid(gx[n, j] + gh[n, j])
+            z = sigmoid(gx[n, H + j] + gh[n, H + j])
+            nn = ftanh(gx[n, 2 * H + j] + r * gh[n, 2 * H + j])
+            h_out[n, j] = nn + z * (h[n, j] - nn)
+
+
+def _split_bias(b_ih, b_hh, H: int, dtype):
+    """[b_ir + b_hr, b_iz + b_hz, b_in] and b_hn (zeros without bias)."""
+    if b_ih is None:
+        return np.zeros(3 * H, dtype=dtype), np.zeros(H, dtype=dtype)
+    bias_x = b_ih.copy()
+    bias_x[:2 * H] += b_hh[:2 * H]
+    return bias_x, np.ascontiguousarray(b_hh[2 * H:])
+
+
+def forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training):
+    T, N, _ = x.shape
+    H = w_hh.shape[1]
+    dtype = x.dtype
+    reverse, training = bool(reverse), bool(training)
+    gates = project_input(x, w_ih)
+    bias_x, bias_hn = _split_bias(b_ih, b_hh, H, dtype)
+    h = h0.copy()
+    out = np.empty((T, N, H), dtype=dtype)
+    lens = lengths_array(lengths, T, N)
+    if training:
+        h_prev = np.empty((T, N, H), dtype=dtype)
+        hn_lin = np.empty((T, N, H), dtype=dtype)
+    else:
+        h_prev = hn_lin = no_cache(dtype)
+    if N <= SMALL_BATCH:
+        forward_small(gates, transpose(w_hh), bias_x, bias_hn, h, lens, reverse, training, out,
+                      h_prev, hn_lin)
+    else:
+        gh = np.empty((N, 3 * H), dtype=dtype)
+        w_hh_t = w_hh.T
+        for s in range(T):
+            np.matmul(h, w_hh_t, out=gh)
+            forward_step(s, gates, gh, bias_x, bias_hn, h, lens, reverse, training, out, h_prev,
+                         hn_lin)
+    cache = None
+    if training:
+        cache = SequenceCache(x, w_ih, w_hh, b_ih is not None, lens, reverse, gates, h_prev, hn_lin)
+    return out, h, None, cache
+
+
+def backward(cell, cache, dout, dh_n, dc_n):
+    x, w_hh, lens = cache.x, cache.w_hh, cache.lengths
+    T, N, _ = x.shape
+    H = w_hh.shape[1]
+    dtype = x.dtype
+    dh = np.array(dh_n, dtype=dtype, order="C")
+    dout = np.ascontiguousarray(dout)
+    dgates = np.empty((T, N, 4 * H), dtype=dtype)
+    db = np.zeros(4 * H, dtype=np.float64)
+    if N <= SMALL_BATCH:
+        backward_small(cache.gates, cache.h_prev, cache.extra, w_hh, lens, cache.reverse, dout, dh,
+                       dgates, db)
+    else:
+        run_backward_loop(backward_step,
+                          (cache.gates, cache.h_prev, cache.extra, lens, cache.reverse, dout, dh),
+                          w_hh, lens, cache.reverse, dh, dgates, db, dg_width=3 * H, accumulate=True)
+    dx, dw_ih = input_gradients(dgates[:, :, H:], x, cache.w_ih)
+    dw_nrz = recurrent_weight_gradient(dgates[:, :, :3 * H], cache.h_prev)
+    dw_hh = np.concatenate([dw_nrz[H:], dw_nrz[:H]])
+    db_ih = db_hh = None
+    if cache.has_bias:
+        db_ih = db[H:].astype(dtype)
+        db_hh = np.concatenate([db[H:3 * H], db[:H]]).astype(dtype)
+    return dx, dh, None, dw_ih, dw_hh, db_ih, db_hh
+
+
+def step_inference(cell, x, h, c, w_ih, w_hh, b_ih, b_hh):
+    if x.shape[0] > STEP_BATCH:
+        return forward(cell, x[None], h, None, w_ih, w_hh, b_ih, b_hh, None, False, False)[1:3]
+    h1 = np.empty_like(h)
+    if b_ih is None:
+        b_ih = b_hh = no_bias(x.dtype)
+    step(x, h, w_ih, w_hh, b_ih, b_hh, h1)
+    return h1, None

@@ -1,0 +1,261 @@
+"""LSTM (gates i, f, g, o): fused time loops for forward, backward and the single step.
+
+c' = f*c + i*g, h' = o*tanh(c'). The input projection and the weight gradients are whole-sequence
+GEMMs done by the caller (see sequence.py); these loops hold only what must run step by step.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ._blas import SMALL_BATCH, STEP_BATCH, copy_vector, small_matmul, small_matmul_nt
+from ._common import (SequenceCache, fused_bias, input_gradients, lengths_array, no_bias, no_cache,
+                      project_input, recurrent_weight_gradient, run_backward_loop, transpose)
+from ._math import ftanh, sigmoid
+
+_JIT = dict(cache=True, nogil=True, error_model="numpy")
+
+
+@njit(**_JIT)
+def forward_step(s, gates, gh, bias, h, c, lengths, reverse, training, out, h_prev, c_prev):
+    """The fused pointwise pass of loop step s (the caller has put h W_hh^T in gh).
+
+    gates   (T, N, 4H)  in: x_t W_ih^T (time order, no bias); when training, overwritten at each
+                        active (t, n) by the activated i, f, g, o: the cache for backward.
+    gh      (N, 4H)     h W_hh^T of the state before this step.
+    bias    (4H,)       b_ih + b_hh (zeros without bias).
+    h, c    (N, H)      the state, updated in place (idle rows keep theirs).
+    lengths (N,) int32  row n runs while s < lengths[n] and visits t = s, or lengths[n]-1-s when
+                        reverse; an idle (t, n) is visited once, with t = s.
+    out     (T, N, H)   h_t, 0 at idle (t, n).
+    h_prev, c_prev (T, N, H) when training, else (0, 0, 0): the state each (t, n) started from,
+                        0 at idle (t, n) so that the weight-gradient GEMM reads finite zeros.
+    No argument may alias another.
+    """
+    N = h.shape[0]
+    H = h.shape[1]
+    zero = h.dtype.type(0)
+    for n in range(N):
+        L = lengths[n]
+        if s >= L:
+            out[s, n, :] = zero
+            if training:
+                h_prev[s, n, :] = zero
+                c_prev[s, n, :] = zero
+            continue
+        t = L - 1 - s if reverse else s
+        g = gates[t, n]
+        ghn = gh[n]
+        hn = h[n]
+        cn = c[n]
+        o_t = out[t, n]
+        if training:
+            copy_vector(h_prev[t, n], hn)
+            copy_vector(c_prev[t, n], cn)
+            for j in range(H):
+                ig = sigmoid(g[j] + ghn[j] + bias[j])
+                fg = sigmoid(g[H + j] + ghn[H + j] + bias[H + j])
+                gg = ftanh(g[2 * H + j] + ghn[2 * H + j] + bias[2 * H + j])
+                og = sigmoid(g[3 * H + j] + ghn[3 * H + j] + bias[3 * H + j])
+                cj = fg * cn[j] + ig * gg
+                hj = og * ftanh(cj)
+                g[j] = ig
+                g[H + j] = fg
+                g[2 * H + j] = gg
+                g[3 * H + j] = og
+                cn[j] = cj
+                hn[j] = hj
+                o_t[j] = hj
+        else:
+            for j in range(H):
+                ig = sigmoid(g[j] + ghn[j] + bias[j])
+                fg = sigmoid(g[H + j] + ghn[H + j] + bias[H + j])
+                gg = ftanh(g[2 * H + j] + ghn[2 * H + j] + bias[2 * H + j])
+                og = sigmoid(g[3 * H + j] + ghn[3 * H + j] + bias[3 * H + j])
+                cj = fg * cn[j] + ig * gg
+                hn[j] = og * ftanh(cj)
+                cn[j] = cj
+                o_t[j] = hn[j]
+
+
+@njit(**_JIT)
+def forward_small(gates, w_hh_t, bias, h, c, lengths, reverse, training, out, h_prev, c_prev):
+    """The whole forward loop for a batch of at most SMALL_BATCH rows, without BLAS.
+
+    w_hh_t (H, 4H) is W_hh transposed, C-contiguous; the other arguments are forward_step's.
+    """
+    T = gates.shape[0]
+    gh = np.empty((h.shape[0], gates.shape[2]), h.dtype)
+    for s in range(T):
+        small_matmul(h, w_hh_t, gh)
+        forward_step(s, gates, gh, bias, h, c, lengths, reverse, training, out, h_prev, c_prev)
+
+
+@njit(**_JIT)
+def backward_row(g, cp, do_t, dh, dc, dg):
+    """One row of backward_step: g (4H,) activated i, f, g, o; cp, do_t (H,) read; dh (H,) read;
+    dc (H,) updated to the gradient of c before the step; dg (4H,) written. No aliasing.
+    A function of its own because LLVM vectorizes this loop here but not inlined in the row loop."""
+    H = dh.shape[0]
+    one = dh.dtype.type(1)
+    for j in range(H):
+        ig = g[j]
+        fg = g[H + j]
+        gg = g[2 * H + j]
+        og = g[3 * H + j]
+        tc = ftanh(fg * cp[j] + ig * gg)
+        dhj = dh[j] + do_t[j]
+        dcj = dc[j] + dhj * og * (one - tc * tc)
+        dc[j] = dcj * fg
+        dg[j] = dcj * gg * ig * (one - ig)
+        dg[H + j] = dcj * cp[j] * fg * (one - fg)
+        dg[2 * H + j] = dcj * ig * (one - gg * gg)
+        dg[3 * H + j] = dhj * tc * og * (one - og)
+
+
+@njit(**_JIT)
+def backward_step(s, gates, c_prev, lengths, reverse, dout, dh, dc, dh_rec, pending, dg_step,
+                  in_place, dgates, db):
+    """The fused pointwise pass of backward loop step s (run for s = T-1 down to 0).
+
+    gates   (T, N, 4H)  activated i, f, g, o from forward_step (read only).
+    c_prev  (T, N, H)   the cell state each (t, n) started from.
+    dout    (T, N, H)   read only where t < lengths[n].
+    dh, dc  (N, H)      gradients of the state after step s; on return dc is that before step s,
+                        dh is left for the caller's GEMM (dh_prev = dg_step @ W_hh).
+    dh_rec  (N, H)      when pending: the previous step's GEMM result, copied into dh first for
+                        the rows that were active then (rows idle then keep dh).
+    dg_step (N, 4H)     out: this step's pre-activation gradients, 0 for idle rows.
+    in_place            dg_step is the plane dgates[t] itself (every row active with the same t).
+    dgates  (T, N, 4H)  out: the same gradients in time order (0 at idle (t, n)).
+    db      (4H,) float64  accumulates the bias gradient (float64: T*N terms keep their digits).
+    Apart from dg_step/dgates as described, no argument may alias another.
+    """
+    N = dh.shape[0]
+    H = dh.shape[1]
+    G = 4 * H
+    zero = dh.dtype.type(0)
+    for n in range(N):
+        L = lengths[n]
+        if pending and s + 1 < L:
+            copy_vector(dh[n], dh_rec[n])
+        dgn = dg_step[n]
+        if s >= L:
+            dgates[s, n, :] = zero
+            dgn[:] = zero
+            continue
+        t = L - 1 - s if reverse else s
+        backward_row(gates[t, n], c_prev[t, n], dout[t, n], dh[n], dc[n], dgn)
+        if not in_place:
+            copy_vector(dgates[t, n], dgn)
+        for j in range(G):
+            db[j] += dgn[j]
+
+
+@njit(**_JIT)
+def backward_small(gates, c_prev, w_hh, lengths, reverse, dout, dh, dc, dgates, db):
+    """The whole backward loop for a batch of at most SMALL_BATCH rows, without BLAS; arguments
+    as backward_step's, w_hh (4H, H)."""
+    T, N, G = gates.shape
+    dg_step = np.empty((N, G), dh.dtype)
+    dh_rec = np.empty_like(dh)
+    for s in range(T - 1, -1, -1):
+        backward_step(s, gates, c_prev, lengths, reverse, dout, dh, dc, dh_rec, s + 1 < T,
+                      dg_step, False, dgates, db)
+        small_matmul(dg_step, w_hh, dh_rec)
+    for n in range(N):
+        copy_vector(dh[n], dh_rec[n])
+
+
+@njit(**_JIT)
+def step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out):
+    """One inference step for a batch of at most STEP_BATCH rows.
+
+    x (N, I), h, c (N, H), w_ih (4H, I), w_hh (4H, H) in PyTorch layout; b_ih, b_hh (4H,) or
+    empty (no bias); h_out, c_out (N, H) written. h_out/c_out may not alias the inputs.
+    """
+    N = x.shape[0]
+    G, H = w_hh.shape
+    pre = np.empty((N, G), x.dtype)
+    small_matmul_nt(x, w_ih, pre, False)
+    small_matmul_nt(h, w_hh, pre, True)
+    has_bias = b_ih.shape[0] == G
+    for n in range(N):
+        p = pre[n]
+        if has_bias:
+            for j in range(G):
+                p[j] += b_ih[j] + b_hh[j]
+        for j in range(H):
+            ig = sigmoid(p[j])
+            fg = sigmoid(p[H + j])
+            gg = ftanh(p[2 * H + j])
+            og = sigmoid(p[3 * H + j])
+            cj = fg * c[n, j] + ig * gg
+            c_out[n, j] = cj
+            h_out[n, j] = og * ftanh(cj)
+
+
+def forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training):
+    T, N, _ = x.shape
+    G, H = w_hh.shape
+    dtype = x.dtype
+    gates = project_input(x, w_ih)
+    bias = fused_bias(b_ih, b_hh, G, dtype)
+    h = h0.copy()
+    c = c0.copy()
+    out = np.empty((T, N, H), dtype=dtype)
+    lens = lengths_array(lengths, T, N)
+    reverse, training = bool(reverse), bool(training)
+    if training:
+        h_prev = np.empty((T, N, H), dtype=dtype)
+        c_prev = np.empty((T, N, H), dtype=dtype)
+    else:
+        h_prev = c_prev = no_cache(dtype)
+    if N <= SMALL_BATCH:
+        forward_small(gates, transpose(w_hh), bias, h, c, lens, reverse, training, out,
+                      h_prev, c_prev)
+    else:
+        gh = np.empty((N, G), dtype=dtype)
+        w_hh_t = w_hh.T
+        for s in range(T):
+            np.matmul(h, w_hh_t, out=gh)
+            forward_step(s, gates, gh, bias, h, c, lens, reverse, training, out, h_prev, c_prev)
+    cache = None
+    if training:
+        cache = SequenceCache(x, w_ih, w_hh, b_ih is not None, lens, reverse, gates, h_prev, c_prev)
+    return out, h, c, cache
+
+
+def backward(cell, cache, dout, dh_n, dc_n):
+    x, w_hh, lens = cache.x, cache.w_hh, cache.lengths
+    T, N, _ = x.shape
+    G = w_hh.shape[0]
+    dtype = x.dtype
+    dh = np.array(dh_n, dtype=dtype, order="C")
+    dc = np.array(dc_n, dtype=dtype, order="C")
+    dout = np.ascontiguousarray(dout)
+    dgates = np.empty((T, N, G), dtype=dtype)
+    db = np.zeros(G, dtype=np.float64)
+    if N <= SMALL_BATCH:
+        backward_small(cache.gates, cache.extra, w_hh, lens, cache.reverse, dout, dh, dc, dgates, db)
+    else:
+        run_backward_loop(backward_step, (cache.gates, cache.extra, lens, cache.reverse, dout, dh, dc),
+                          w_hh, lens, cache.reverse, dh, dgates, db)
+    dx, dw_ih = input_gradients(dgates, x, cache.w_ih)
+    dw_hh = recurrent_weight_gradient(dgates, cache.h_prev)
+    db_ih = db_hh = None
+    if cache.has_bias:
+        db_ih = db.astype(dtype)
+        db_hh = db_ih.copy()
+    return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
+
+
+def step_inference(cell, x, h, c, w_ih, w_hh, b_ih, b_hh):
+    if x.shape[0] > STEP_BATCH:
+        return forward(cell, x[None], h, c, w_ih, w_hh, b_ih, b_hh, None, False, False)[1:3]
+    h1 = np.empty_like(h)
+    c1 = np.empty_like(c)
+    if b_ih is None:
+        b_ih = b_hh = no_bias(x.dtype)
+    step(x, h, c, w_ih, w_hh, b_ih, b_hh, h1, c1)
+    return h1, c1
