@@ -18,3 +18,14 @@ def test_sine_lstm_loss_falls(capsys):
     printed = capsys.readouterr().out
     first_loss = float(printed.split("step    1  loss ")[1].split()[0])
     assert final_loss < 0.25 * first_loss
+
+
+def test_readme_usage_example_runs():
+    """The first Python block of README.md is the usage example users copy: it must run as shown."""
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    block = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    lstm = namespace["lstm"]
+    assert set(lstm.grads) == set(lstm.state_dict())
+    assert namespace["h"].shape == (1, namespace["H"])
