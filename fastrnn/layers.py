@@ -145,9 +145,14 @@ class _Module:
 class _RNNBase(_Module):
     """A stack of recurrent layers over whole sequences (PyTorch's nn.RNN / nn.LSTM / nn.GRU)."""
 
-    def __init__(self, cell: CellSpec, input_size, hidden_size, num_layers=1, bias=True,
-                 batch_first=False, dropout=0.0, bidirectional=False, *, dtype="float32",
-                 backend=None, device="cpu", seed=None):
+    _CELL: CellSpec   # set by each subclass (or computed by _cell_spec)
+
+    def _cell_spec(self) -> CellSpec:
+        return self._CELL
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, *, dtype="float32", backend=None, device="cpu",
+                 seed=None):
         self.input_size = _check_size(input_size, "input_size")
         self.hidden_size = _check_size(hidden_size, "hidden_size")
         self.num_layers = _check_size(num_layers, "num_layers")
@@ -158,7 +163,8 @@ class _RNNBase(_Module):
         self.dropout = float(dropout)
         self.bidirectional = bool(bidirectional)
         self.num_directions = 2 if self.bidirectional else 1
-        super().__init__(cell, dtype=dtype, backend=backend, device=device, seed=seed)
+        super().__init__(self._cell_spec(), dtype=dtype, backend=backend, device=device,
+                         seed=seed)
         self._init_params(self._param_shapes(), self.hidden_size)
 
     def _param_shapes(self) -> "OrderedDict[str, tuple]":
@@ -342,41 +348,39 @@ class RNN(_RNNBase):
                  batch_first=False, dropout=0.0, bidirectional=False, *, dtype="float32",
                  backend=None, device="cpu", seed=None):
         self.nonlinearity = nonlinearity
-        super().__init__(rnn_cell(nonlinearity), input_size, hidden_size, num_layers, bias,
-                         batch_first, dropout, bidirectional, dtype=dtype, backend=backend,
-                         device=device, seed=seed)
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, dtype=dtype, backend=backend, device=device, seed=seed)
+
+    def _cell_spec(self) -> CellSpec:
+        return rnn_cell(self.nonlinearity)
 
 
 class LSTM(_RNNBase):
     """Long short-term memory, gates i, f, g, o, like torch.nn.LSTM (no projection)."""
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, *, dtype="float32", backend=None, device="cpu",
-                 seed=None):
-        super().__init__(LSTM_SPEC, input_size, hidden_size, num_layers, bias, batch_first,
-                         dropout, bidirectional, dtype=dtype, backend=backend, device=device,
-                         seed=seed)
+    _CELL = LSTM_SPEC
 
 
 class GRU(_RNNBase):
     """Gated recurrent unit, gates r, z, n (b_hn inside the r product), like torch.nn.GRU."""
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, *, dtype="float32", backend=None, device="cpu",
-                 seed=None):
-        super().__init__(GRU_SPEC, input_size, hidden_size, num_layers, bias, batch_first,
-                         dropout, bidirectional, dtype=dtype, backend=backend, device=device,
-                         seed=seed)
+    _CELL = GRU_SPEC
 
 
 class _CellBase(_Module):
     """One time step (PyTorch's nn.RNNCell / nn.LSTMCell / nn.GRUCell)."""
 
-    def __init__(self, cell: CellSpec, input_size, hidden_size, bias=True, *, dtype="float32",
-                 backend=None, device="cpu", seed=None):
+    _CELL: CellSpec
+
+    def _cell_spec(self) -> CellSpec:
+        return self._CELL
+
+    def __init__(self, input_size, hidden_size, bias=True, *, dtype="float32", backend=None,
+                 device="cpu", seed=None):
         self.input_size = _check_size(input_size, "input_size")
         self.hidden_size = _check_size(hidden_size, "hidden_size")
         self.bias = bool(bias)
+        cell = self._cell_spec()
         super().__init__(cell, dtype=dtype, backend=backend, device=device, seed=seed)
         shapes = cell.weight_shapes(self.input_size, self.hidden_size)
         kinds = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if self.bias else ())
@@ -487,22 +491,25 @@ class _CellBase(_Module):
 
 
 class RNNCell(_CellBase):
+    """One step of the Elman RNN, like torch.nn.RNNCell."""
+
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *,
                  dtype="float32", backend=None, device="cpu", seed=None):
         self.nonlinearity = nonlinearity
-        super().__init__(rnn_cell(nonlinearity), input_size, hidden_size, bias, dtype=dtype,
-                         backend=backend, device=device, seed=seed)
+        super().__init__(input_size, hidden_size, bias, dtype=dtype, backend=backend,
+                         device=device, seed=seed)
+
+    def _cell_spec(self) -> CellSpec:
+        return rnn_cell(self.nonlinearity)
 
 
 class LSTMCell(_CellBase):
-    def __init__(self, input_size, hidden_size, bias=True, *, dtype="float32", backend=None,
-                 device="cpu", seed=None):
-        super().__init__(LSTM_SPEC, input_size, hidden_size, bias, dtype=dtype, backend=backend,
-                         device=device, seed=seed)
+    """One LSTM step, like torch.nn.LSTMCell: returns (h', c')."""
+
+    _CELL = LSTM_SPEC
 
 
 class GRUCell(_CellBase):
-    def __init__(self, input_size, hidden_size, bias=True, *, dtype="float32", backend=None,
-                 device="cpu", seed=None):
-        super().__init__(GRU_SPEC, input_size, hidden_size, bias, dtype=dtype, backend=backend,
-                         device=device, seed=seed)
+    """One GRU step, like torch.nn.GRUCell."""
+
+    _CELL = GRU_SPEC
