@@ -9,6 +9,17 @@ from the host loop.
 np.dot is deliberately not used in jitted code: Numba routes it to SciPy's OpenBLAS, a second
 OpenBLAS with its own thread pool next to NumPy's; the two pools spinning on 2 cores made a
 training step ~20x slower when interleaved.
+
+Why the batch-1 loops stay on one core, although a step is bound by that core's L2 bandwidth
+(W_hh of 1 x 128 x 512 fp32 is 256 KB, ~2.3 us a step; the cell step's W_ih + W_hh ~5.5 us): a
+prange split of the hidden units over both cores (one OpenMP region for the whole sequence, the
+threads meeting once a step on atomic counters) did take LSTM (1000, 1, 128) from 2.9 to 2.1 ms in
+isolation, and a per-call region took the cell step from 7.4 to 6.0 us. But after a region,
+libgomp's worker busy-waits for ~6 ms by default, and after a GEMM OpenBLAS's worker yield-spins for
+~0.1 s; on 2 cores each starves the other. Measured: a 256 x 256 GEMM right after the parallel cell
+step went from 0.19 to 8.6 ms; the parallel sequence loop plus the next layer's input GEMM took
+9.4 ms against 4.0 ms serial, and still no gain with GOMP_SPINCOUNT=1000 or OMP_WAIT_POLICY=passive
+(then the region start alone is ~50 us). So no Numba threading here.
 """
 from __future__ import annotations
 

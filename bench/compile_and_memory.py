@@ -1,0 +1,93 @@
+"""Two numbers issue 3 asks for beside the speed table, each measured in fresh processes:
+
+* compile time of the first call of every cell (float32 and float64, training forward + backward and
+  the inference step) with an empty Numba cache, then again with the cache that run left behind;
+* peak memory allocated by NumPy during LSTM (T=100, N=32, I=H=256) training (forward + backward) and
+  inference (eval forward), counted by tracemalloc, which sees every NumPy buffer.
+
+    python bench/compile_and_memory.py [--backend numba] [--out results.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+FIRST_CALLS = r"""
+import time, numpy as np
+t0 = time.perf_counter()
+import fastrnn as fr
+t_import = time.perf_counter() - t0
+rng = np.random.default_rng(0)
+modules = [fr.LSTM, fr.GRU, fr.RNN, lambda *a, **k: fr.RNN(*a, nonlinearity="relu", **k)]
+cells = [fr.LSTMCell, fr.GRUCell, fr.RNNCell, lambda *a, **k: fr.RNNCell(*a, nonlinearity="relu", **k)]
+for dtype in ("float32", "float64"):
+    for batch in (1, 8):   # the whole-loop small-batch kernels and the per-step kernels
+        x = rng.standard_normal((5, batch, 3)).astype(dtype)
+        for make in modules:
+            m = make(3, 4, dtype=dtype, backend="{backend}")
+            out, _ = m(x)
+            m.backward(np.ones_like(out))
+    for make in cells:
+        c = make(3, 4, dtype=dtype, backend="{backend}").eval()
+        h = np.zeros((1, 4), dtype)
+        c(np.ones((1, 3), dtype), (h, h) if isinstance(c, fr.LSTMCell) else h)
+print(time.perf_counter() - t0 - t_import, t_import)
+"""
+
+PEAK_MEMORY = r"""
+import tracemalloc, numpy as np, fastrnn as fr
+T, N, H = 100, 32, 256
+m = fr.LSTM(H, H, backend="{backend}")
+x = np.random.default_rng(0).standard_normal((T, N, H)).astype(np.float32)
+m.eval(); m(x); m.train(); out, _ = m(x); m.backward(np.ones_like(out))   # compile, warm up
+m._tape = None
+tracemalloc.start()
+m.train(); out, _ = m(x); m.backward(np.ones_like(out))
+training = tracemalloc.get_traced_memory()[1]
+del out; m._tape = None; m.grads = {{}}
+tracemalloc.reset_peak()
+m.eval(); m(x)
+inference = tracemalloc.get_traced_memory()[1]
+print(training, inference)
+"""
+
+
+def run(code: str, env: dict) -> list:
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                            check=False)
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr)
+    return [float(v) for v in result.stdout.split()]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default="numba")
+    parser.add_argument("--out", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    results = {"backend": args.backend, "date": time.strftime("%Y-%m-%d")}
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        cold, import_s = run(FIRST_CALLS.format(backend=args.backend), env)
+        warm, _ = run(FIRST_CALLS.format(backend=args.backend), env)
+        training, inference = run(PEAK_MEMORY.format(backend=args.backend), env)
+    results.update(import_s=import_s, first_calls_cold_s=cold, first_calls_warm_s=warm,
+                   lstm_100_32_256_training_peak_mb=training / 2**20,
+                   lstm_100_32_256_inference_peak_mb=inference / 2**20)
+    print(f"import fastrnn: {import_s:.2f} s")
+    print(f"first calls, every cell x dtype x path, empty cache: {cold:.1f} s; warm cache: {warm:.2f} s")
+    print(f"LSTM (100, 32, 256) peak NumPy memory: training {training / 2**20:.1f} MiB, "
+          f"inference {inference / 2**20:.1f} MiB")
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(results, fh, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main()
