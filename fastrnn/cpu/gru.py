@@ -15,7 +15,8 @@ from numba import njit
 
 from ._blas import SMALL_BATCH, STEP_BATCH, copy_vector, small_matmul, small_matmul_nt
 from ._common import (SequenceCache, input_gradients, lengths_array, no_bias, no_cache,
-                      project_input, recurrent_weight_gradient, run_backward_loop, transpose)
+                      hidden_product, project_input, recurrent_weight_gradient, run_backward_loop,
+                      transpose)
 from ._math import ftanh, sigmoid
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
@@ -217,9 +218,9 @@ def forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training)
                       h_prev, hn_lin)
     else:
         gh = np.empty((N, 3 * H), dtype=dtype)
-        w_hh_t = w_hh.T
+        gh_t = np.empty((3 * H, N), dtype=dtype)
         for s in range(T):
-            np.matmul(h, w_hh_t, out=gh)
+            hidden_product(w_hh, h, gh_t, gh)
             forward_step(s, gates, gh, bias_x, bias_hn, h, lens, reverse, training, out, h_prev,
                          hn_lin)
     cache = None
