@@ -53,24 +53,27 @@ def to_numpy(a) -> Optional[np.ndarray]:
 
 # --------------------------------------------------------------------------------------------- modules
 
+_FAMILIES = {"rnn": (fr.RNN, fr.RNNCell), "lstm": (fr.LSTM, fr.LSTMCell), "gru": (fr.GRU, fr.GRUCell)}
+
+
+def _build(kind: str, cell: bool, input_size: int, hidden_size: int, backend: str, dtype: str,
+           kwargs: dict):
+    kwargs.setdefault("device", device_of(backend))
+    family = "rnn" if kind.startswith("rnn_") else kind
+    if family == "rnn":
+        kwargs["nonlinearity"] = kind[4:]
+    cls = _FAMILIES[family][1 if cell else 0]
+    return cls(input_size, hidden_size, dtype=dtype, backend=backend, **kwargs)
+
+
 def make_module(kind: str, input_size: int, hidden_size: int, *, backend: str, dtype: str, **kwargs):
     """fr.RNN / fr.LSTM / fr.GRU for a cell kind ("rnn_tanh", "rnn_relu", "lstm", "gru")."""
-    kwargs.setdefault("device", device_of(backend))
-    if kind.startswith("rnn_"):
-        return fr.RNN(input_size, hidden_size, nonlinearity=kind[4:], dtype=dtype, backend=backend,
-                      **kwargs)
-    cls = {"lstm": fr.LSTM, "gru": fr.GRU}[kind]
-    return cls(input_size, hidden_size, dtype=dtype, backend=backend, **kwargs)
+    return _build(kind, False, input_size, hidden_size, backend, dtype, kwargs)
 
 
 def make_cell(kind: str, input_size: int, hidden_size: int, *, backend: str, dtype: str, **kwargs):
     """fr.RNNCell / fr.LSTMCell / fr.GRUCell for a cell kind."""
-    kwargs.setdefault("device", device_of(backend))
-    if kind.startswith("rnn_"):
-        return fr.RNNCell(input_size, hidden_size, nonlinearity=kind[4:], dtype=dtype, backend=backend,
-                          **kwargs)
-    cls = {"lstm": fr.LSTMCell, "gru": fr.GRUCell}[kind]
-    return cls(input_size, hidden_size, dtype=dtype, backend=backend, **kwargs)
+    return _build(kind, True, input_size, hidden_size, backend, dtype, kwargs)
 
 
 def random_params(module, rng: np.random.Generator, scale: float = 0.6) -> dict[str, np.ndarray]:

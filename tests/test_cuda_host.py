@@ -285,12 +285,7 @@ def test_cupy_launch_arguments_follow_the_kernel_signature(kind):
     kwargs = {("T" if k == "T_" else k): v for k, v in {**ints, **bufs}.items()}
     getattr(ops, f"{kind}_step")(CELLS["gru"], **kwargs)
     (args,) = recorded
-    assert len(args) == len(params)
-    for name, arg in zip(params, args):
-        if name in ints:
-            assert isinstance(arg, np.int32) and arg == ints[name], name
-        else:
-            assert arg is bufs[name], f"parameter {name} does not get the buffer of that name"
+    _assert_arguments_in_order(params, args, ints, bufs)
 
 
 def test_results_never_alias_the_workspace(host_lib):
@@ -341,12 +336,7 @@ def test_persistent_launch_arguments_follow_the_kernel_signature():
     python_name = {"T_": "T", "smem_bytes": "smem"}
     kwargs = {python_name.get(k, k): v for k, v in {**ints, **bufs}.items()}
     args = persistent_arguments(**kwargs)
-    assert len(args) == len(params)
-    for name, arg in zip(params, args):
-        if name in ints:
-            assert isinstance(arg, np.int32) and arg == ints[name], name
-        else:
-            assert arg is bufs[name], f"parameter {name} does not get the buffer of that name"
+    _assert_arguments_in_order(params, args, ints, bufs)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -396,3 +386,13 @@ def test_expanded_source_line_markers_point_at_the_right_lines():
                 checked += 1
             number += 1
         assert checked > 100
+
+
+def _assert_arguments_in_order(params, args, ints, bufs):
+    """Each kernel parameter (by name, in signature order) gets the scalar or buffer of that name."""
+    assert len(args) == len(params)
+    for name, arg in zip(params, args):
+        if name in ints:
+            assert isinstance(arg, np.int32) and arg == ints[name], name
+        else:
+            assert arg is bufs[name], f"parameter {name} does not get the buffer of that name"
