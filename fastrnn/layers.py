@@ -204,28 +204,31 @@ class _RNNBase(_Module):
         rows = self.num_layers * self.num_directions
         return (rows, self.hidden_size) if batch is None else (rows, batch, self.hidden_size)
 
-    def _initial_state(self, hx, batch, unbatched, xp):
-        """(h0, c0) time-major with a batch axis; c0 None unless LSTM."""
-        shape = self._state_shape(None if unbatched else batch)
-        names = ("hx[0] (h_0)", "hx[1] (c_0)") if self.cell.has_cell_state else ("hx",)
-        if hx is None:
-            parts = [None] * len(names)
-        elif self.cell.has_cell_state:
-            if not (isinstance(hx, (tuple, list)) and len(hx) == 2):
-                raise TypeError("hx of an LSTM must be a pair (h_0, c_0) or None")
-            parts = list(hx)
+    def _state_arrays(self, value, arg: str, parts: tuple, batch, unbatched, xp):
+        """Checked, time-major (with a batch axis) arrays for a state argument: hx (h_0, c_0) of the
+        forward or dhn (dh_n, dc_n) of the backward. For the LSTM `value` is a pair, either part may
+        be None; None means zeros. Returns (h-like, c-like or None)."""
+        if not self.cell.has_cell_state:
+            values, names = (value,), (arg,)
         else:
-            parts = [hx]
-        states = []
-        for part, name in zip(parts, names):
+            if value is None:
+                value = (None, None)
+            if not (isinstance(value, (tuple, list)) and len(value) == 2):
+                raise TypeError(f"{arg} of an LSTM must be a pair ({parts[0]}, {parts[1]}) "
+                                "(either may be None) or None")
+            values = value
+            names = tuple(f"{arg}[{i}] ({part})" for i, part in enumerate(parts))
+        layout = f"(num_layers * num_directions, {'' if unbatched else 'batch, '}hidden_size)"
+        expected = self._state_shape(None if unbatched else batch)
+        arrays = []
+        for part, name in zip(values, names):
             if part is None:
-                states.append(xp.zeros(self._state_shape(batch), dtype=self.dtype))
+                arrays.append(xp.zeros(self._state_shape(batch), dtype=self.dtype))
                 continue
             arr = as_module_array(part, name, self.device, self.dtype, xp)
-            check_shape(arr, shape, f"{name} (num_layers * num_directions, "
-                        f"{'' if unbatched else 'batch, '}hidden_size)")
-            states.append(xp.ascontiguousarray(arr[:, None] if unbatched else arr))
-        return states[0], (states[1] if self.cell.has_cell_state else None)
+            check_shape(arr, expected, f"{name} {layout}")
+            arrays.append(xp.ascontiguousarray(arr[:, None] if unbatched else arr))
+        return arrays[0], (arrays[1] if self.cell.has_cell_state else None)
 
     def _dropout_mask(self, shape):
         keep = 1.0 - self.dropout
@@ -254,7 +257,7 @@ class _RNNBase(_Module):
         if T == 0 or N == 0:
             raise ValueError(f"input must have at least one time step and one sequence, "
                              f"got shape {tuple(x.shape)}")
-        h0, c0 = self._initial_state(hx, N, unbatched, xp)
+        h0, c0 = self._state_arrays(hx, "hx", ("h_0", "c_0"), N, unbatched, xp)
         lengths_dev = None
         if lengths is not None:
             host = check_lengths(lengths, T, N)
@@ -299,7 +302,7 @@ class _RNNBase(_Module):
         else:
             dout_tm = dout.transpose(1, 0, 2) if tape.batch_first else dout
         dout_tm = xp.ascontiguousarray(dout_tm)
-        dh_n, dc_n = self._final_state_grads(dhn, N, tape.unbatched, xp)
+        dh_n, dc_n = self._state_arrays(dhn, "dhn", ("dh_n", "dc_n"), N, tape.unbatched, xp)
         dx, dh0, dc0, grads = stack_backward(self._kernels, self.cell, tape, dout_tm, dh_n, dc_n, xp)
         self.grads = self._named_grads(grads)
         if tape.unbatched:
@@ -308,27 +311,6 @@ class _RNNBase(_Module):
         elif tape.batch_first:
             dx = dx.transpose(1, 0, 2)
         return dx, ((dh0, dc0) if self.cell.has_cell_state else dh0)
-
-    def _final_state_grads(self, dhn, batch, unbatched, xp):
-        if self.cell.has_cell_state:
-            if dhn is None:
-                dhn = (None, None)
-            if not (isinstance(dhn, (tuple, list)) and len(dhn) == 2):
-                raise TypeError("dhn of an LSTM must be a pair (dh_n, dc_n) (either may be None) "
-                                "or None")
-            names = ("dhn[0] (dh_n)", "dhn[1] (dc_n)")
-        else:
-            dhn, names = (dhn,), ("dhn",)
-        shape = self._state_shape(None if unbatched else batch)
-        result = []
-        for part, name in zip(dhn, names):
-            if part is None:
-                result.append(xp.zeros(self._state_shape(batch), dtype=self.dtype))
-                continue
-            arr = as_module_array(part, name, self.device, self.dtype, xp)
-            check_shape(arr, shape, name)
-            result.append(xp.ascontiguousarray(arr[:, None] if unbatched else arr))
-        return result[0], (result[1] if self.cell.has_cell_state else None)
 
     def _named_grads(self, grads):
         named = {}
