@@ -23,7 +23,6 @@ step went from 0.19 to 8.6 ms; the parallel sequence loop plus the next layer's 
 """
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 # Rows at or below which the hand-written loop beats BLAS (measured on 2 Zen 4 cores, H = 128..512).

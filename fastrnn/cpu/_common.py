@@ -55,6 +55,18 @@ def hidden_product(w_hh: np.ndarray, h: np.ndarray, gh_t: np.ndarray, gh: np.nda
     transpose_into(gh_t, gh)
 
 
+def run_forward_loop(step_fn, gates, step_args, w_hh, h) -> None:
+    """Forward time loop for batches above SMALL_BATCH: per step one GEMM gh = h W_hh^T
+    (hidden_product) and the cell's fused pointwise pass step_fn(s, gates, gh, *step_args), which
+    updates h in place."""
+    N, G = h.shape[0], w_hh.shape[0]
+    gh = np.empty((N, G), dtype=h.dtype)
+    gh_t = np.empty((G, N), dtype=h.dtype)
+    for s in range(gates.shape[0]):
+        hidden_product(w_hh, h, gh_t, gh)
+        step_fn(s, gates, gh, *step_args)
+
+
 def run_backward_loop(step_fn, step_args, w_hh, lengths, reverse, dh, dgates, db, dg_width=None,
                       accumulate=False):
     """Backward time loop for batches above SMALL_BATCH: per step the cell's fused pointwise pass
@@ -119,6 +131,15 @@ def input_gradients(dgates: np.ndarray, x: np.ndarray, w_ih: np.ndarray):
     dx = np.matmul(d2, w_ih).reshape(T, N, I)
     dw_ih = np.matmul(d2.T, x.reshape(T * N, I))
     return dx, dw_ih
+
+
+def bias_gradients(db: np.ndarray, has_bias: bool, dtype):
+    """(db_ih, db_hh) from the float64 accumulator of a cell whose b_ih and b_hh enter the same sum
+    (both get the whole gradient), or (None, None) without bias."""
+    if not has_bias:
+        return None, None
+    db_ih = db.astype(dtype)
+    return db_ih, db_ih.copy()
 
 
 def recurrent_weight_gradient(dgates: np.ndarray, h_prev: np.ndarray) -> np.ndarray:

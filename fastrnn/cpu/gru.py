@@ -15,7 +15,7 @@ from numba import njit
 
 from ._blas import SMALL_BATCH, STEP_BATCH, copy_vector, small_matmul, small_matmul_nt
 from ._common import (SequenceCache, input_gradients, lengths_array, no_bias, no_cache,
-                      hidden_product, project_input, recurrent_weight_gradient, run_backward_loop,
+                      project_input, recurrent_weight_gradient, run_backward_loop, run_forward_loop,
                       transpose)
 from ._math import ftanh, sigmoid
 
@@ -217,12 +217,8 @@ def forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training)
         forward_small(gates, transpose(w_hh), bias_x, bias_hn, h, lens, reverse, training, out,
                       h_prev, hn_lin)
     else:
-        gh = np.empty((N, 3 * H), dtype=dtype)
-        gh_t = np.empty((3 * H, N), dtype=dtype)
-        for s in range(T):
-            hidden_product(w_hh, h, gh_t, gh)
-            forward_step(s, gates, gh, bias_x, bias_hn, h, lens, reverse, training, out, h_prev,
-                         hn_lin)
+        run_forward_loop(forward_step, gates,
+                         (bias_x, bias_hn, h, lens, reverse, training, out, h_prev, hn_lin), w_hh, h)
     cache = None
     if training:
         cache = SequenceCache(x, w_ih, w_hh, b_ih is not None, lens, reverse, gates, h_prev, hn_lin)

@@ -9,9 +9,9 @@ import numpy as np
 from numba import njit
 
 from ._blas import SMALL_BATCH, STEP_BATCH, copy_vector, small_matmul, small_matmul_nt
-from ._common import (SequenceCache, fused_bias, input_gradients, lengths_array, no_bias, no_cache,
-                      hidden_product, project_input, recurrent_weight_gradient, run_backward_loop,
-                      transpose)
+from ._common import (SequenceCache, bias_gradients, fused_bias, input_gradients, lengths_array,
+                      no_bias, no_cache, project_input, recurrent_weight_gradient,
+                      run_backward_loop, run_forward_loop, transpose)
 from ._math import ftanh, relu
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
@@ -167,11 +167,8 @@ def forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training)
     if N <= SMALL_BATCH:
         forward_small(gates, transpose(w_hh), bias, use_relu, h, lens, reverse, training, out, h_prev)
     else:
-        gh = np.empty((N, H), dtype=dtype)
-        gh_t = np.empty((H, N), dtype=dtype)
-        for s in range(T):
-            hidden_product(w_hh, h, gh_t, gh)
-            forward_step(s, gates, gh, bias, use_relu, h, lens, reverse, training, out, h_prev)
+        run_forward_loop(forward_step, gates,
+                         (bias, use_relu, h, lens, reverse, training, out, h_prev), w_hh, h)
     cache = None
     if training:
         cache = SequenceCache(x, w_ih, w_hh, b_ih is not None, lens, reverse, gates, h_prev)
@@ -195,10 +192,7 @@ def backward(cell, cache, dout, dh_n, dc_n):
                           w_hh, lens, cache.reverse, dh, dgates, db)
     dx, dw_ih = input_gradients(dgates, x, cache.w_ih)
     dw_hh = recurrent_weight_gradient(dgates, cache.h_prev)
-    db_ih = db_hh = None
-    if cache.has_bias:
-        db_ih = db.astype(dtype)
-        db_hh = db_ih.copy()
+    db_ih, db_hh = bias_gradients(db, cache.has_bias, dtype)
     return dx, dh, None, dw_ih, dw_hh, db_ih, db_hh
 
 
