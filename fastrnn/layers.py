@@ -66,10 +66,37 @@ class _Module:
             self._params[name] = xp.asarray(values)
 
     def named_parameters(self):
-        """(name, array) pairs of the live parameters: update them in place to train."""
+        """The parameters with their names, as live arrays (not copies).
+
+        Returns
+        -------
+        list of (str, array)
+            ``(name, parameter)`` pairs in PyTorch's order and under PyTorch's names. Updating an
+            array in place (``p -= lr * grads[name]``) changes the module; rebinding a name does
+            not.
+
+        Examples
+        --------
+        >>> cell = fr.GRUCell(3, 5)
+        >>> [(name, p.shape) for name, p in cell.named_parameters()]
+        [('weight_ih', (15, 3)), ('weight_hh', (15, 5)), ('bias_ih', (15,)), ('bias_hh', (15,))]
+        """
         return list(self._params.items())
 
     def parameters(self):
+        """The parameters as live arrays, in the order of `named_parameters`.
+
+        Returns
+        -------
+        list of array
+            The module's own arrays (not copies): in-place updates change the module.
+
+        Examples
+        --------
+        >>> rnn = fr.RNN(3, 4, bias=False)
+        >>> [p.shape for p in rnn.parameters()]
+        [(4, 3), (4, 4)]
+        """
         return list(self._params.values())
 
     def __getattr__(self, name):
@@ -79,12 +106,49 @@ class _Module:
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     def state_dict(self) -> "OrderedDict[str, object]":
-        """A copy of every parameter, under PyTorch's names, on the module's device."""
+        """A copy of every parameter under PyTorch's names.
+
+        Returns
+        -------
+        collections.OrderedDict of str to array
+            Copies (NumPy arrays on "cpu", CuPy arrays on "cuda") with the names and shapes that
+            the matching ``torch.nn`` module's ``state_dict()`` has, so each side loads the other's.
+
+        Examples
+        --------
+        >>> lstm = fr.LSTM(3, 4, bidirectional=True)
+        >>> list(lstm.state_dict())[:5]
+        ['weight_ih_l0', 'weight_hh_l0', 'bias_ih_l0', 'bias_hh_l0', 'weight_ih_l0_reverse']
+        >>> lstm.state_dict()["weight_hh_l0"].shape
+        (16, 4)
+        """
         return OrderedDict((k, v.copy()) for k, v in self._params.items())
 
     def load_state_dict(self, state) -> None:
-        """Load parameters from a mapping of PyTorch names to anything np.asarray takes (or CuPy
-        arrays); every name must be known and present, and every shape must match."""
+        """Replace every parameter with the values in `state`.
+
+        Parameters
+        ----------
+        state : mapping of str to array_like
+            A value for every parameter and for nothing else, under PyTorch's names: a
+            ``state_dict()`` of this module or of the matching ``torch.nn`` module (CPU tensors,
+            NumPy or CuPy arrays, or anything ``numpy.asarray`` takes). Values are converted to
+            the module's dtype and copied to its device.
+
+        Raises
+        ------
+        KeyError
+            When a name is missing or not one of the module's, naming both lists.
+        ValueError
+            When a value's shape is not the parameter's.
+
+        Examples
+        --------
+        >>> a, b = fr.GRU(3, 4, seed=0), fr.GRU(3, 4, seed=1)
+        >>> b.load_state_dict(a.state_dict())
+        >>> bool((a.weight_hh_l0 == b.weight_hh_l0).all())
+        True
+        """
         missing = [k for k in self._params if k not in state]
         unexpected = [k for k in state if k not in self._params]
         if missing or unexpected:
@@ -107,14 +171,79 @@ class _Module:
 
     # -- modes and devices ------------------------------------------------------------------------
     def train(self, mode: bool = True):
+        """Set training mode (the default) or, with ``mode=False``, eval mode.
+
+        In training mode a forward keeps what `backward` needs and applies dropout between
+        layers; in eval mode it keeps nothing, applies no dropout, and the cells take their
+        low-latency single-step path.
+
+        Parameters
+        ----------
+        mode : bool, default True
+            True for training mode, False for eval mode.
+
+        Returns
+        -------
+        self
+            The module itself, so that ``m = fr.LSTM(...).train()`` works.
+
+        Examples
+        --------
+        >>> m = fr.RNN(3, 4).train(False)
+        >>> m.training
+        False
+        >>> m.train().training
+        True
+        """
         self.training = bool(mode)
         return self
 
     def eval(self):
+        """Set eval mode: the same as ``train(False)``.
+
+        Returns
+        -------
+        self
+            The module itself.
+
+        Examples
+        --------
+        >>> cell = fr.LSTMCell(3, 4).eval()
+        >>> cell.training
+        False
+        """
         return self.train(False)
 
     def to(self, device: str):
-        """Move the parameters to `device` ("cpu" or "cuda") and pick that device's backend."""
+        """Move the parameters (and gradients) to `device` and switch to a backend for it.
+
+        A backend chosen at construction is kept when it runs on `device`; otherwise the module
+        takes the ``"auto"`` choice there. What the last training forward kept for `backward` is
+        dropped.
+
+        Parameters
+        ----------
+        device : {"cpu", "cuda"}
+            Where the parameters go: NumPy arrays on "cpu", CuPy arrays on "cuda".
+
+        Returns
+        -------
+        self
+            The module itself, moved.
+
+        Raises
+        ------
+        BackendUnavailableError
+            When no backend runs on `device` here (for "cuda": no CuPy or no GPU).
+
+        Examples
+        --------
+        >>> m = fr.GRU(3, 4)
+        >>> m.to("cpu") is m
+        True
+        >>> m.to("cuda").backend        # doctest: +SKIP
+        'cupy'
+        """
         device = check_device(device)
         if device == self.device:
             return self
@@ -236,8 +365,56 @@ class _RNNBase(_Module):
         return self._xp().asarray(mask)
 
     def forward(self, x, hx=None, lengths=None):
-        """out, h_n (or out, (h_n, c_n) for the LSTM) for input x of shape (T, N, input_size),
-        (N, T, input_size) with batch_first, or unbatched (T, input_size)."""
+        """Run every layer and direction over a batch of sequences; ``m(x)`` does the same.
+
+        In training mode the forward also keeps what `backward` needs (and applies dropout
+        between layers); in eval mode it keeps nothing. Below, ``D`` is 2 for a bidirectional
+        module and 1 otherwise, ``L`` is ``num_layers`` and ``H`` is ``hidden_size``.
+
+        Parameters
+        ----------
+        x : array, shape (T, N, input_size)
+            The input: ``(N, T, input_size)`` with ``batch_first``, or ``(T, input_size)`` for
+            one unbatched sequence. Its dtype must be the module's (fastrnn never converts
+            precision silently) and it must live on the module's device (NumPy array for "cpu",
+            CuPy array for "cuda").
+        hx : array or pair of arrays, optional
+            The initial state, zeros when None. For RNN and GRU, ``h_0`` of shape ``(L * D, N, H)``
+            (``(L * D, H)`` unbatched); for LSTM the pair ``(h_0, c_0)`` of two such arrays, either
+            of which may be None. Row ``layer * D + direction``; never batch-first.
+        lengths : array_like of int, shape (N,), optional
+            Each sequence's own length, in ``1..T``. Steps past a sequence's length are not
+            computed: their outputs are zero, ``h_n`` holds each sequence's state at its own last
+            step, and the reverse direction starts from there (what PyTorch's
+            ``pack_padded_sequence`` gives). None means every sequence has length ``T``.
+
+        Returns
+        -------
+        out : array, shape (T, N, D * H)
+            The last layer's hidden state at every step, forward direction then reverse on the
+            last axis; ``(N, T, D * H)`` with ``batch_first``, ``(T, D * H)`` unbatched.
+        h_n : array or pair of arrays
+            Every layer's final state, laid out like ``hx``: ``h_n`` for RNN and GRU, the pair
+            ``(h_n, c_n)`` for LSTM.
+
+        Raises
+        ------
+        TypeError
+            When an array has another dtype, lives on the other device, or (LSTM) ``hx`` is not
+            a pair.
+        ValueError
+            When a shape does not fit the module, or a length is outside ``1..T``.
+
+        Examples
+        --------
+        >>> gru = fr.GRU(4, 8, bidirectional=True)
+        >>> x = np.ones((6, 2, 4), np.float32)
+        >>> out, h_n = gru.forward(x, lengths=[6, 3])
+        >>> out.shape, h_n.shape
+        ((6, 2, 16), (2, 2, 8))
+        >>> bool((out[3:, 1] == 0).all())     # sequence 1 ends after 3 steps
+        True
+        """
         xp = self._xp()
         x = as_module_array(x, "input", self.device, self.dtype, xp)
         if x.ndim not in (2, 3):
@@ -284,9 +461,44 @@ class _RNNBase(_Module):
     def backward(self, dout, dhn=None):
         """Backpropagation through time for the last training-mode forward.
 
-        dout: gradient of the loss with respect to `out` (same shape); dhn: with respect to h_n
-        (for the LSTM a pair (dh_n, dc_n), either may be None); None means zero. Returns dx and
-        dhx (a pair (dh_0, dc_0) for the LSTM) and overwrites self.grads."""
+        Computes the gradients of a loss with respect to the input, the initial state and every
+        parameter, given its gradients with respect to the forward's outputs. The parameters'
+        gradients replace `grads` (they are not accumulated). Layouts follow that forward:
+        ``batch_first``, unbatched input and ``lengths`` apply to the gradients as they did to
+        the arrays.
+
+        Parameters
+        ----------
+        dout : array
+            Gradient of the loss with respect to ``out``, with ``out``'s shape, dtype and device.
+        dhn : array or pair of arrays, optional
+            Gradient with respect to the final state, laid out like ``h_n``: for LSTM the pair
+            ``(dh_n, dc_n)``, either of which may be None. None means zero.
+
+        Returns
+        -------
+        dx : array
+            Gradient with respect to ``x``, with its shape.
+        dhx : array or pair of arrays
+            Gradient with respect to the initial state, laid out like ``hx``: ``dh_0``, or the pair
+            ``(dh_0, dc_0)`` for LSTM.
+
+        Raises
+        ------
+        RuntimeError
+            When the module made no training-mode forward since it was built or moved, or the
+            last forward was in eval mode.
+
+        Examples
+        --------
+        >>> lstm = fr.LSTM(4, 8, num_layers=2)
+        >>> out, (h_n, c_n) = lstm(np.ones((5, 3, 4), np.float32))
+        >>> dx, (dh_0, dc_0) = lstm.backward(np.ones_like(out), (None, np.ones_like(c_n)))
+        >>> dx.shape, dh_0.shape, dc_0.shape
+        ((5, 3, 4), (2, 3, 8), (2, 3, 8))
+        >>> sorted(lstm.grads) == sorted(lstm.state_dict())
+        True
+        """
         tape = self._require_tape()
         xp = self._xp()
         T, N, _ = tape.input_shape
@@ -324,7 +536,96 @@ class _RNNBase(_Module):
 
 
 class RNN(_RNNBase):
-    """Elman RNN, h' = tanh(W_ih x + b_ih + W_hh h + b_hh) (or relu), like torch.nn.RNN."""
+    """A multi-layer Elman RNN with tanh or ReLU, like ``torch.nn.RNN``.
+
+    For each layer, direction and time step ``t``, with ``x_t`` the layer's input and
+    ``h_{t-1}`` its previous hidden state (zeros, or ``hx``, at the first step)::
+
+        h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)      (or relu instead of tanh)
+
+    Parameters
+    ----------
+    input_size : int
+        Features of each input step, ``I``.
+    hidden_size : int
+        Features of the hidden state, ``H``.
+    num_layers : int, default 1
+        Stacked layers; layer ``k > 0`` takes the output of layer ``k - 1`` as its input.
+    nonlinearity : {"tanh", "relu"}, default "tanh"
+        The activation.
+    bias : bool, default True
+        Whether the layers have the bias parameters ``bias_ih_l{k}`` and ``bias_hh_l{k}``.
+    batch_first : bool, default False
+        Whether the input and output are ``(N, T, features)`` instead of ``(T, N, features)``;
+        states are never batch-first.
+    dropout : float, default 0.0
+        In training mode, the probability of zeroing each element of a layer's output before it
+        feeds the next layer (inverted dropout: the kept elements are scaled by
+        ``1 / (1 - dropout)``). In ``[0, 1)``; not applied after the last layer.
+    bidirectional : bool, default False
+        Whether each layer also runs over reversed time; ``D = 2`` then, else ``D = 1``.
+    dtype : {"float32", "float64"}, default "float32"
+        Precision of the parameters and of every array the module takes and returns.
+    backend : str, optional
+        The backend that computes: a name from `fastrnn.backends`, or ``"auto"`` for the fastest
+        one available for `device`. None reads the ``FASTRNN_BACKEND`` environment variable and
+        otherwise means ``"auto"``.
+    device : {"cpu", "cuda"}, default "cpu"
+        Where the parameters live and the arrays are: NumPy on "cpu", CuPy on "cuda".
+    seed : int, optional
+        Seed of the module's random generator, which draws the initial parameters
+        (``U(-1/sqrt(H), 1/sqrt(H))``, as PyTorch) and the dropout masks. None: fresh entropy.
+
+    Inputs
+    ------
+    input : array, shape (T, N, I)
+        ``(N, T, I)`` with ``batch_first``, or ``(T, I)`` unbatched; the module's dtype and device.
+    hx : array, shape (L * D, N, H), optional
+        Initial hidden state ``h_0`` (``(L * D, H)`` unbatched), row ``layer * D + direction``;
+        zeros when None.
+    lengths : array_like of int, shape (N,), optional
+        Each sequence's length in ``1..T``; steps past it are skipped and output zeros.
+
+    Outputs
+    -------
+    output : array, shape (T, N, D * H)
+        The last layer's hidden states, forward then reverse direction on the last axis;
+        ``(N, T, D * H)`` with ``batch_first``, ``(T, D * H)`` unbatched.
+    h_n : array, shape (L * D, N, H)
+        Every layer's and direction's final hidden state, laid out like ``hx``.
+
+    Attributes
+    ----------
+    weight_ih_l{k}, weight_ih_l{k}_reverse : array, shape (H, I) or (H, D * H)
+        Input-to-hidden weights of layer ``k`` (``I`` columns for layer 0).
+    weight_hh_l{k}, weight_hh_l{k}_reverse : array, shape (H, H)
+        Hidden-to-hidden weights of layer ``k``, in the same gate order.
+    bias_ih_l{k}, bias_hh_l{k}, bias_ih_l{k}_reverse, bias_hh_l{k}_reverse : array, shape (H,)
+        The biases, when ``bias=True``. The ``_reverse`` names exist when ``bidirectional=True``.
+    grads : dict of str to array
+        The gradients that the last `backward` computed, under the parameters' names.
+    training : bool
+        True in training mode (the default), False after ``eval()``.
+    backend : str
+        The name of the backend that computes, e.g. ``"numba"``.
+    device : str
+        "cpu" or "cuda".
+    dtype : numpy.dtype
+        float32 or float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrnn as fr
+    >>> rnn = fr.RNN(10, 20, num_layers=2, nonlinearity="relu", seed=0)
+    >>> x = np.random.default_rng(0).standard_normal((5, 3, 10), dtype=np.float32)
+    >>> out, h_n = rnn(x, np.zeros((2, 3, 20), np.float32))
+    >>> out.shape, h_n.shape
+    ((5, 3, 20), (2, 3, 20))
+    >>> dx, dh_0 = rnn.backward(np.ones_like(out))
+    >>> dx.shape, rnn.grads["weight_ih_l1"].shape
+    ((5, 3, 10), (20, 20))
+    """
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, *, dtype="float32",
@@ -338,13 +639,196 @@ class RNN(_RNNBase):
 
 
 class LSTM(_RNNBase):
-    """Long short-term memory, gates i, f, g, o, like torch.nn.LSTM (no projection)."""
+    """A multi-layer long short-term memory network, like ``torch.nn.LSTM`` (without ``proj_size``).
+
+    For each layer, direction and time step ``t``, with ``x_t`` the layer's input and
+    ``h_{t-1}`` its previous hidden state (zeros, or ``hx``, at the first step)::
+
+        i = sigmoid(W_ii x_t + b_ii + W_hi h_{t-1} + b_hi)
+        f = sigmoid(W_if x_t + b_if + W_hf h_{t-1} + b_hf)
+        g = tanh(W_ig x_t + b_ig + W_hg h_{t-1} + b_hg)
+        o = sigmoid(W_io x_t + b_io + W_ho h_{t-1} + b_ho)
+        c_t = f * c_{t-1} + i * g
+        h_t = o * tanh(c_t)
+
+    Parameters
+    ----------
+    input_size : int
+        Features of each input step, ``I``.
+    hidden_size : int
+        Features of the hidden state, ``H``.
+    num_layers : int, default 1
+        Stacked layers; layer ``k > 0`` takes the output of layer ``k - 1`` as its input.
+    bias : bool, default True
+        Whether the layers have the bias parameters ``bias_ih_l{k}`` and ``bias_hh_l{k}``.
+    batch_first : bool, default False
+        Whether the input and output are ``(N, T, features)`` instead of ``(T, N, features)``;
+        states are never batch-first.
+    dropout : float, default 0.0
+        In training mode, the probability of zeroing each element of a layer's output before it
+        feeds the next layer (inverted dropout: the kept elements are scaled by
+        ``1 / (1 - dropout)``). In ``[0, 1)``; not applied after the last layer.
+    bidirectional : bool, default False
+        Whether each layer also runs over reversed time; ``D = 2`` then, else ``D = 1``.
+    dtype : {"float32", "float64"}, default "float32"
+        Precision of the parameters and of every array the module takes and returns.
+    backend : str, optional
+        The backend that computes: a name from `fastrnn.backends`, or ``"auto"`` for the fastest
+        one available for `device`. None reads the ``FASTRNN_BACKEND`` environment variable and
+        otherwise means ``"auto"``.
+    device : {"cpu", "cuda"}, default "cpu"
+        Where the parameters live and the arrays are: NumPy on "cpu", CuPy on "cuda".
+    seed : int, optional
+        Seed of the module's random generator, which draws the initial parameters
+        (``U(-1/sqrt(H), 1/sqrt(H))``, as PyTorch) and the dropout masks. None: fresh entropy.
+
+    Inputs
+    ------
+    input : array, shape (T, N, I)
+        ``(N, T, I)`` with ``batch_first``, or ``(T, I)`` unbatched; the module's dtype and device.
+    hx : pair of arrays (h_0, c_0), optional
+        Initial hidden and cell states, each ``(L * D, N, H)`` (``(L * D, H)`` unbatched), row
+        ``layer * D + direction``; None, or None for either, means zeros.
+    lengths : array_like of int, shape (N,), optional
+        Each sequence's length in ``1..T``; steps past it are skipped and output zeros.
+
+    Outputs
+    -------
+    output : array, shape (T, N, D * H)
+        The last layer's hidden states, forward then reverse direction on the last axis;
+        ``(N, T, D * H)`` with ``batch_first``, ``(T, D * H)`` unbatched.
+    (h_n, c_n) : pair of arrays, each of shape (L * D, N, H)
+        Every layer's and direction's final hidden and cell states, laid out like ``hx``.
+
+    Attributes
+    ----------
+    weight_ih_l{k}, weight_ih_l{k}_reverse : array, shape (4H, I) or (4H, D * H)
+        Input-to-hidden weights of layer ``k`` (``I`` columns for layer 0), gate blocks
+        ``i, f, g, o`` stacked on the rows.
+    weight_hh_l{k}, weight_hh_l{k}_reverse : array, shape (4H, H)
+        Hidden-to-hidden weights of layer ``k``, in the same gate order.
+    bias_ih_l{k}, bias_hh_l{k}, bias_ih_l{k}_reverse, bias_hh_l{k}_reverse : array, shape (4H,)
+        The biases, when ``bias=True``. The ``_reverse`` names exist when ``bidirectional=True``.
+    grads : dict of str to array
+        The gradients that the last `backward` computed, under the parameters' names.
+    training : bool
+        True in training mode (the default), False after ``eval()``.
+    backend : str
+        The name of the backend that computes, e.g. ``"numba"``.
+    device : str
+        "cpu" or "cuda".
+    dtype : numpy.dtype
+        float32 or float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrnn as fr
+    >>> lstm = fr.LSTM(10, 20, num_layers=2, seed=0)
+    >>> x = np.random.default_rng(0).standard_normal((5, 3, 10), dtype=np.float32)
+    >>> out, (h_n, c_n) = lstm(x)
+    >>> out.shape, h_n.shape, c_n.shape
+    ((5, 3, 20), (2, 3, 20), (2, 3, 20))
+    >>> dx, (dh_0, dc_0) = lstm.backward(np.ones_like(out))
+    >>> dx.shape, lstm.grads["weight_hh_l1"].shape
+    ((5, 3, 10), (80, 20))
+    """
 
     _CELL = LSTM_SPEC
 
 
 class GRU(_RNNBase):
-    """Gated recurrent unit, gates r, z, n (b_hn inside the r product), like torch.nn.GRU."""
+    """A multi-layer gated recurrent unit, like ``torch.nn.GRU``.
+
+    For each layer, direction and time step ``t``, with ``x_t`` the layer's input and
+    ``h_{t-1}`` its previous hidden state (zeros, or ``hx``, at the first step)::
+
+        r = sigmoid(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)
+        z = sigmoid(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
+        n = tanh(W_in x_t + b_in + r * (W_hn h_{t-1} + b_hn))
+        h_t = (1 - z) * n + z * h_{t-1}
+
+    Parameters
+    ----------
+    input_size : int
+        Features of each input step, ``I``.
+    hidden_size : int
+        Features of the hidden state, ``H``.
+    num_layers : int, default 1
+        Stacked layers; layer ``k > 0`` takes the output of layer ``k - 1`` as its input.
+    bias : bool, default True
+        Whether the layers have the bias parameters ``bias_ih_l{k}`` and ``bias_hh_l{k}``.
+    batch_first : bool, default False
+        Whether the input and output are ``(N, T, features)`` instead of ``(T, N, features)``;
+        states are never batch-first.
+    dropout : float, default 0.0
+        In training mode, the probability of zeroing each element of a layer's output before it
+        feeds the next layer (inverted dropout: the kept elements are scaled by
+        ``1 / (1 - dropout)``). In ``[0, 1)``; not applied after the last layer.
+    bidirectional : bool, default False
+        Whether each layer also runs over reversed time; ``D = 2`` then, else ``D = 1``.
+    dtype : {"float32", "float64"}, default "float32"
+        Precision of the parameters and of every array the module takes and returns.
+    backend : str, optional
+        The backend that computes: a name from `fastrnn.backends`, or ``"auto"`` for the fastest
+        one available for `device`. None reads the ``FASTRNN_BACKEND`` environment variable and
+        otherwise means ``"auto"``.
+    device : {"cpu", "cuda"}, default "cpu"
+        Where the parameters live and the arrays are: NumPy on "cpu", CuPy on "cuda".
+    seed : int, optional
+        Seed of the module's random generator, which draws the initial parameters
+        (``U(-1/sqrt(H), 1/sqrt(H))``, as PyTorch) and the dropout masks. None: fresh entropy.
+
+    Inputs
+    ------
+    input : array, shape (T, N, I)
+        ``(N, T, I)`` with ``batch_first``, or ``(T, I)`` unbatched; the module's dtype and device.
+    hx : array, shape (L * D, N, H), optional
+        Initial hidden state ``h_0`` (``(L * D, H)`` unbatched), row ``layer * D + direction``;
+        zeros when None.
+    lengths : array_like of int, shape (N,), optional
+        Each sequence's length in ``1..T``; steps past it are skipped and output zeros.
+
+    Outputs
+    -------
+    output : array, shape (T, N, D * H)
+        The last layer's hidden states, forward then reverse direction on the last axis;
+        ``(N, T, D * H)`` with ``batch_first``, ``(T, D * H)`` unbatched.
+    h_n : array, shape (L * D, N, H)
+        Every layer's and direction's final hidden state, laid out like ``hx``.
+
+    Attributes
+    ----------
+    weight_ih_l{k}, weight_ih_l{k}_reverse : array, shape (3H, I) or (3H, D * H)
+        Input-to-hidden weights of layer ``k`` (``I`` columns for layer 0), gate blocks
+        ``r, z, n`` stacked on the rows.
+    weight_hh_l{k}, weight_hh_l{k}_reverse : array, shape (3H, H)
+        Hidden-to-hidden weights of layer ``k``, in the same gate order.
+    bias_ih_l{k}, bias_hh_l{k}, bias_ih_l{k}_reverse, bias_hh_l{k}_reverse : array, shape (3H,)
+        The biases, when ``bias=True``. The ``_reverse`` names exist when ``bidirectional=True``.
+    grads : dict of str to array
+        The gradients that the last `backward` computed, under the parameters' names.
+    training : bool
+        True in training mode (the default), False after ``eval()``.
+    backend : str
+        The name of the backend that computes, e.g. ``"numba"``.
+    device : str
+        "cpu" or "cuda".
+    dtype : numpy.dtype
+        float32 or float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrnn as fr
+    >>> gru = fr.GRU(10, 20, batch_first=True, bidirectional=True, seed=0)
+    >>> x = np.random.default_rng(0).standard_normal((3, 5, 10), dtype=np.float32)
+    >>> out, h_n = gru(x)                   # batch-first: (N, T, I) in, (N, T, D * H) out
+    >>> out.shape, h_n.shape
+    ((3, 5, 40), (2, 3, 20))
+    >>> gru.eval()(x[0])[0].shape           # one unbatched sequence, inference only
+    (5, 40)
+    """
 
     _CELL = GRU_SPEC
 
@@ -415,8 +899,46 @@ class _CellBase(_Module):
         return (h1, c1) if self.cell.has_cell_state else h1
 
     def forward(self, x, hx=None):
-        """The next state for input x (N, input_size) or unbatched (input_size,): h' for RNNCell and
-        GRUCell, (h', c') for LSTMCell. hx None means zeros."""
+        """One time step: the next state from an input and the current state; ``cell(x)`` does
+        the same.
+
+        In training mode the step also keeps what `backward` needs. In eval mode, when ``hx`` is
+        given and every array already has the module's array type, dtype and shape (and is
+        C-contiguous), the step goes straight to the backend with almost no Python work in
+        between: the path for streaming.
+
+        Parameters
+        ----------
+        x : array, shape (N, input_size)
+            The input of this step, or ``(input_size,)`` unbatched; the module's dtype and device.
+        hx : array or pair of arrays, optional
+            The current state: ``h`` of shape ``(N, hidden_size)`` (``(hidden_size,)`` unbatched)
+            for RNNCell and GRUCell, the pair ``(h, c)`` of two such arrays for LSTMCell (either
+            may be None). None means zeros.
+
+        Returns
+        -------
+        array or pair of arrays
+            The next state, laid out like ``hx``: ``h'``, or ``(h', c')`` for LSTMCell. New
+            arrays; the inputs are not modified.
+
+        Raises
+        ------
+        TypeError
+            When an array has another dtype or lives on the other device, or (LSTMCell) ``hx`` is
+            not a pair.
+        ValueError
+            When a shape does not fit the module.
+
+        Examples
+        --------
+        >>> cell = fr.LSTMCell(4, 8).eval()
+        >>> h, c = np.zeros((2, 8), np.float32), np.zeros((2, 8), np.float32)
+        >>> for x_t in np.ones((3, 2, 4), np.float32):     # three steps of a batch of two
+        ...     h, c = cell(x_t, (h, c))
+        >>> h.shape, c.shape
+        ((2, 8), (2, 8))
+        """
         result = self._streaming_step(x, hx)
         if result is not None:
             return result
@@ -454,8 +976,41 @@ class _CellBase(_Module):
     __call__ = forward
 
     def backward(self, dh, dc=None):
-        """Gradients for the last training-mode step: returns dx and dhx ((dh, dc) for LSTMCell)
-        and overwrites self.grads. dh (and dc) are the gradients of h' (and c'); None means zero."""
+        """Gradients of the last training-mode step.
+
+        Computes the gradients of a loss with respect to the step's input, its state and every
+        parameter, given the gradients with respect to the next state. The parameters' gradients
+        replace `grads` (they are not accumulated).
+
+        Parameters
+        ----------
+        dh : array or None
+            Gradient with respect to ``h'``, shaped like it; None means zero.
+        dc : array, optional
+            Gradient with respect to ``c'`` (LSTMCell only; ignored by the other cells); None means
+            zero.
+
+        Returns
+        -------
+        dx : array
+            Gradient with respect to ``x``, with its shape.
+        dhx : array or pair of arrays
+            Gradient with respect to ``hx``: ``dh``, or the pair ``(dh, dc)`` for LSTMCell.
+
+        Raises
+        ------
+        RuntimeError
+            When the module made no training-mode step since it was built or moved, or the last
+            step was in eval mode.
+
+        Examples
+        --------
+        >>> cell = fr.GRUCell(4, 8)
+        >>> h1 = cell(np.ones((2, 4), np.float32))
+        >>> dx, dh = cell.backward(np.ones_like(h1))
+        >>> dx.shape, dh.shape, cell.grads["weight_hh"].shape
+        ((2, 4), (2, 8), (24, 8))
+        """
         cache, N, unbatched = self._require_tape()
         xp = self._xp()
         dh = self._state(dh, "dh", N, unbatched, xp)
@@ -473,7 +1028,69 @@ class _CellBase(_Module):
 
 
 class RNNCell(_CellBase):
-    """One step of the Elman RNN, like torch.nn.RNNCell."""
+    """One step of an Elman RNN, like ``torch.nn.RNNCell``.
+
+    The next state is ``h' = tanh(W_ih x + b_ih + W_hh h + b_hh)``, or relu instead of tanh.
+
+    Parameters
+    ----------
+    input_size : int
+        Features of the input, ``I``.
+    hidden_size : int
+        Features of the hidden state, ``H``.
+    bias : bool, default True
+        Whether the cell has the parameters ``bias_ih`` and ``bias_hh``.
+    nonlinearity : {"tanh", "relu"}, default "tanh"
+        The activation (relu replaces tanh).
+    dtype : {"float32", "float64"}, default "float32"
+        Precision of the parameters and of every array the cell takes and returns.
+    backend : str, optional
+        The backend that computes, as for `LSTM`: a name from `fastrnn.backends` or ``"auto"``;
+        None reads ``FASTRNN_BACKEND`` and otherwise means ``"auto"``.
+    device : {"cpu", "cuda"}, default "cpu"
+        Where the parameters live and the arrays are: NumPy on "cpu", CuPy on "cuda".
+    seed : int, optional
+        Seed of the generator that draws the initial parameters, ``U(-1/sqrt(H), 1/sqrt(H))``.
+
+    Inputs
+    ------
+    input : array, shape (N, I)
+        Or ``(I,)`` unbatched; the cell's dtype and device.
+    hx : array, shape (N, H), optional
+        The current hidden state (``(H,)`` unbatched); zeros when None.
+
+    Outputs
+    -------
+    h' : array, shape (N, H)
+        The next hidden state (``(H,)`` unbatched).
+
+    Attributes
+    ----------
+    weight_ih : array, shape (H, I)
+        Input-to-hidden weights, gate blocks stacked on the rows in the order of the matching
+        sequence module.
+    weight_hh : array, shape (H, H)
+        Hidden-to-hidden weights.
+    bias_ih, bias_hh : array, shape (H,)
+        The biases, when ``bias=True``.
+    grads : dict of str to array
+        The gradients that the last `backward` computed, under the parameters' names.
+    training : bool
+        True in training mode (the default), False after ``eval()``.
+    backend, device : str
+        The backend that computes and the device ("cpu" or "cuda").
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrnn as fr
+    >>> cell = fr.RNNCell(10, 20, nonlinearity="relu", seed=0)
+    >>> h = cell(np.ones((3, 10), np.float32))
+    >>> h.shape
+    (3, 20)
+    >>> bool((h >= 0).all())
+    True
+    """
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *,
                  dtype="float32", backend=None, device="cpu", seed=None):
@@ -486,12 +1103,130 @@ class RNNCell(_CellBase):
 
 
 class LSTMCell(_CellBase):
-    """One LSTM step, like torch.nn.LSTMCell: returns (h', c')."""
+    """One step of an LSTM, like ``torch.nn.LSTMCell``, with the gate equations of `LSTM`.
+
+    Parameters
+    ----------
+    input_size : int
+        Features of the input, ``I``.
+    hidden_size : int
+        Features of the hidden state, ``H``.
+    bias : bool, default True
+        Whether the cell has the parameters ``bias_ih`` and ``bias_hh``.
+    dtype : {"float32", "float64"}, default "float32"
+        Precision of the parameters and of every array the cell takes and returns.
+    backend : str, optional
+        The backend that computes, as for `LSTM`: a name from `fastrnn.backends` or ``"auto"``;
+        None reads ``FASTRNN_BACKEND`` and otherwise means ``"auto"``.
+    device : {"cpu", "cuda"}, default "cpu"
+        Where the parameters live and the arrays are: NumPy on "cpu", CuPy on "cuda".
+    seed : int, optional
+        Seed of the generator that draws the initial parameters, ``U(-1/sqrt(H), 1/sqrt(H))``.
+
+    Inputs
+    ------
+    input : array, shape (N, I)
+        Or ``(I,)`` unbatched; the cell's dtype and device.
+    hx : pair of arrays (h, c), optional
+        The current hidden and cell states, each ``(N, H)`` (``(H,)`` unbatched); None, or None
+        for either, means zeros.
+
+    Outputs
+    -------
+    (h', c') : pair of arrays, each of shape (N, H)
+        The next hidden and cell states (``(H,)`` unbatched).
+
+    Attributes
+    ----------
+    weight_ih : array, shape (4H, I)
+        Input-to-hidden weights, gate blocks stacked on the rows in the order of the matching
+        sequence module.
+    weight_hh : array, shape (4H, H)
+        Hidden-to-hidden weights.
+    bias_ih, bias_hh : array, shape (4H,)
+        The biases, when ``bias=True``.
+    grads : dict of str to array
+        The gradients that the last `backward` computed, under the parameters' names.
+    training : bool
+        True in training mode (the default), False after ``eval()``.
+    backend, device : str
+        The backend that computes and the device ("cpu" or "cuda").
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrnn as fr
+    >>> cell = fr.LSTMCell(10, 20, seed=0)
+    >>> h, c = cell(np.ones((3, 10), np.float32))
+    >>> h.shape, c.shape
+    ((3, 20), (3, 20))
+    >>> dx, (dh, dc) = cell.backward(np.ones_like(h), np.zeros_like(c))
+    >>> dx.shape, cell.grads["weight_ih"].shape
+    ((3, 10), (80, 10))
+    """
 
     _CELL = LSTM_SPEC
 
 
 class GRUCell(_CellBase):
-    """One GRU step, like torch.nn.GRUCell."""
+    """One step of a GRU, like ``torch.nn.GRUCell``, with the gate equations of `GRU`.
+
+    Parameters
+    ----------
+    input_size : int
+        Features of the input, ``I``.
+    hidden_size : int
+        Features of the hidden state, ``H``.
+    bias : bool, default True
+        Whether the cell has the parameters ``bias_ih`` and ``bias_hh``.
+    dtype : {"float32", "float64"}, default "float32"
+        Precision of the parameters and of every array the cell takes and returns.
+    backend : str, optional
+        The backend that computes, as for `LSTM`: a name from `fastrnn.backends` or ``"auto"``;
+        None reads ``FASTRNN_BACKEND`` and otherwise means ``"auto"``.
+    device : {"cpu", "cuda"}, default "cpu"
+        Where the parameters live and the arrays are: NumPy on "cpu", CuPy on "cuda".
+    seed : int, optional
+        Seed of the generator that draws the initial parameters, ``U(-1/sqrt(H), 1/sqrt(H))``.
+
+    Inputs
+    ------
+    input : array, shape (N, I)
+        Or ``(I,)`` unbatched; the cell's dtype and device.
+    hx : array, shape (N, H), optional
+        The current hidden state (``(H,)`` unbatched); zeros when None.
+
+    Outputs
+    -------
+    h' : array, shape (N, H)
+        The next hidden state (``(H,)`` unbatched).
+
+    Attributes
+    ----------
+    weight_ih : array, shape (3H, I)
+        Input-to-hidden weights, gate blocks stacked on the rows in the order of the matching
+        sequence module.
+    weight_hh : array, shape (3H, H)
+        Hidden-to-hidden weights.
+    bias_ih, bias_hh : array, shape (3H,)
+        The biases, when ``bias=True``.
+    grads : dict of str to array
+        The gradients that the last `backward` computed, under the parameters' names.
+    training : bool
+        True in training mode (the default), False after ``eval()``.
+    backend, device : str
+        The backend that computes and the device ("cpu" or "cuda").
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrnn as fr
+    >>> cell = fr.GRUCell(10, 20, seed=0).eval()
+    >>> h = np.zeros(20, np.float32)                # unbatched: one stream
+    >>> for x_t in np.ones((4, 10), np.float32):
+    ...     h = cell(x_t, h)
+    >>> h.shape
+    (20,)
+    """
 
     _CELL = GRU_SPEC
