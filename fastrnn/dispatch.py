@@ -50,7 +50,21 @@ from .cells import CELLS, CellSpec
 
 
 class BackendUnavailableError(RuntimeError):
-    """The backend asked for cannot run here; the message says why and what can."""
+    """The backend asked for cannot run here.
+
+    Raised when a module is built (or moved with ``to``) with a backend that is unknown, meant
+    for the other device, or unavailable on this machine (a missing package, no GPU), or when
+    no backend at all can run on the module's device. The message names the backend, says why
+    it cannot run, and lists the backends that can; ``fastrnn info`` prints the same report.
+    A subclass of `RuntimeError`.
+
+    Examples
+    --------
+    >>> fr.LSTM(4, 8, backend="tpu")
+    Traceback (most recent call last):
+        ...
+    fastrnn.dispatch.BackendUnavailableError: unknown backend 'tpu'; registered: ...
+    """
 
 
 @dataclass(frozen=True)
@@ -156,7 +170,29 @@ def is_available(name: str) -> bool:
 
 
 def backends(device: Optional[str] = None) -> list[str]:
-    """Backends usable on this machine (optionally only those for one device), best first."""
+    """The backends that can run on this machine, best first.
+
+    A backend is listed when everything it needs imports and its own probe finds what it needs
+    (for ``"cupy"``: CuPy, a driver and a GPU). The first one for a device is what
+    ``backend="auto"`` picks there (unless it lacks the cell asked for).
+
+    Parameters
+    ----------
+    device : {"cpu", "cuda"}, optional
+        Only the backends for this device; None lists every device's.
+
+    Returns
+    -------
+    list of str
+        Backend names, highest priority first; ties keep registration order.
+
+    Examples
+    --------
+    >>> fr.backends("cpu")
+    ['numba', 'numpy']
+    >>> "numpy" in fr.backends()
+    True
+    """
     names = [n for n in _BACKENDS if device is None or _BACKENDS[n].device == device]
     names.sort(key=lambda n: -_BACKENDS[n].priority)
     return [n for n in names if is_available(n)]
@@ -189,6 +225,33 @@ def resolve(backend: Optional[str], device: str, cell: Optional[CellSpec] = None
     without blocking GPU modules. "auto" picks the highest-priority available backend for the device
     that implements the cell. Anything else must be registered, available, meant for that device and
     implement the cell, or a BackendUnavailableError says what is available and why the rest is not.
+
+    Parameters
+    ----------
+    backend : str or None
+        A registered backend's name, ``"auto"``, or None (the environment, then ``"auto"``).
+    device : {"cpu", "cuda"}
+        The device of the module asking.
+    cell : fastrnn.cells.CellSpec, optional
+        The cell the module computes; ``"auto"`` then skips backends that lack it.
+
+    Returns
+    -------
+    str
+        The name of the backend that will compute.
+
+    Raises
+    ------
+    BackendUnavailableError
+        When the choice cannot run here, or nothing can run on `device`.
+
+    Examples
+    --------
+    >>> from fastrnn import dispatch
+    >>> dispatch.resolve("numpy", "cpu")
+    'numpy'
+    >>> dispatch.resolve("auto", "cpu") == fr.backends("cpu")[0]
+    True
     """
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
