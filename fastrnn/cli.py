@@ -7,12 +7,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
 
+from . import __version__
+
 DEFAULT_OUT = "fastrnn-bench"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastrnn", description="fastrnn: fused RNN / LSTM / GRU kernels for CPU and GPU.")
+    parser.add_argument("--version", action="version", version=f"fastrnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     bench = sub.add_parser(
