@@ -6,8 +6,11 @@
     out, (h_n, c_n) = lstm(x)                 # x: (T, N, 32) float32 NumPy array
     dx, (dh0, dc0) = lstm.backward(dout)      # gradients; lstm.grads holds the parameters'
 """
+from ._docstrings import fill_module_docs
 from .dispatch import BackendUnavailableError, backends
 from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+
+fill_module_docs()
 
 __version__ = "0.1.0"
 

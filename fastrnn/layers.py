@@ -4,6 +4,10 @@ PyTorch's parameter names, shapes, initialisation and semantics, with NumPy (dev
 (device="cuda") arrays in and out, and an explicit `backward` instead of autograd. The modules own
 parameters, validation, layout (batch_first, unbatched input) and train/eval; the arithmetic is the
 backend's, reached through the dispatch registry.
+
+The six modules' docstrings share their Parameters, Inputs, Outputs and Attributes sections: the
+``%(sequence_sections)s`` or ``%(cell_sections)s`` line in each is filled in from fastrnn/_docstrings.py
+when fastrnn is imported, so help() and the docs show the whole text.
 """
 from __future__ import annotations
 
@@ -543,75 +547,7 @@ class RNN(_RNNBase):
 
         h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)      (or relu instead of tanh)
 
-    Parameters
-    ----------
-    input_size : int
-        Features of each input step, ``I``.
-    hidden_size : int
-        Features of the hidden state, ``H``.
-    num_layers : int, default 1
-        Stacked layers; layer ``k > 0`` takes the output of layer ``k - 1`` as its input.
-    nonlinearity : {"tanh", "relu"}, default "tanh"
-        The activation.
-    bias : bool, default True
-        Whether the layers have the bias parameters ``bias_ih_l{k}`` and ``bias_hh_l{k}``.
-    batch_first : bool, default False
-        Whether the input and output are ``(N, T, features)`` instead of ``(T, N, features)``;
-        states are never batch-first.
-    dropout : float, default 0.0
-        In training mode, the probability of zeroing each element of a layer's output before it
-        feeds the next layer (inverted dropout: the kept elements are scaled by
-        ``1 / (1 - dropout)``). In ``[0, 1)``; not applied after the last layer.
-    bidirectional : bool, default False
-        Whether each layer also runs over reversed time; ``D = 2`` then, else ``D = 1``.
-    dtype : {"float32", "float64"}, default "float32"
-        Precision of the parameters and of every array the module takes and returns.
-    backend : str, optional
-        The backend that computes: a name from `fastrnn.backends`, or ``"auto"`` for the fastest
-        one available for `device`. None reads the ``FASTRNN_BACKEND`` environment variable and
-        otherwise means ``"auto"``.
-    device : {"cpu", "cuda"}, default "cpu"
-        Where the parameters live and the arrays are: NumPy on "cpu", CuPy on "cuda".
-    seed : int, optional
-        Seed of the module's random generator, which draws the initial parameters
-        (``U(-1/sqrt(H), 1/sqrt(H))``, as PyTorch) and the dropout masks. None: fresh entropy.
-
-    Inputs
-    ------
-    input : array, shape (T, N, I)
-        ``(N, T, I)`` with ``batch_first``, or ``(T, I)`` unbatched; the module's dtype and device.
-    hx : array, shape (L * D, N, H), optional
-        Initial hidden state ``h_0`` (``(L * D, H)`` unbatched), row ``layer * D + direction``;
-        zeros when None.
-    lengths : array_like of int, shape (N,), optional
-        Each sequence's length in ``1..T``; steps past it are skipped and output zeros.
-
-    Outputs
-    -------
-    output : array, shape (T, N, D * H)
-        The last layer's hidden states, forward then reverse direction on the last axis;
-        ``(N, T, D * H)`` with ``batch_first``, ``(T, D * H)`` unbatched.
-    h_n : array, shape (L * D, N, H)
-        Every layer's and direction's final hidden state, laid out like ``hx``.
-
-    Attributes
-    ----------
-    weight_ih_l{k}, weight_ih_l{k}_reverse : array, shape (H, I) or (H, D * H)
-        Input-to-hidden weights of layer ``k`` (``I`` columns for layer 0).
-    weight_hh_l{k}, weight_hh_l{k}_reverse : array, shape (H, H)
-        Hidden-to-hidden weights of layer ``k``, in the same gate order.
-    bias_ih_l{k}, bias_hh_l{k}, bias_ih_l{k}_reverse, bias_hh_l{k}_reverse : array, shape (H,)
-        The biases, when ``bias=True``. The ``_reverse`` names exist when ``bidirectional=True``.
-    grads : dict of str to array
-        The gradients that the last `backward` computed, under the parameters' names.
-    training : bool
-        True in training mode (the default), False after ``eval()``.
-    backend : str
-        The name of the backend that computes, e.g. ``"numba"``.
-    device : str
-        "cpu" or "cuda".
-    dtype : numpy.dtype
-        float32 or float64.
+    %(sequence_sections)s
 
     Examples
     --------
@@ -651,74 +587,7 @@ class LSTM(_RNNBase):
         c_t = f * c_{t-1} + i * g
         h_t = o * tanh(c_t)
 
-    Parameters
-    ----------
-    input_size : int
-        Features of each input step, ``I``.
-    hidden_size : int
-        Features of the hidden state, ``H``.
-    num_layers : int, default 1
-        Stacked layers; layer ``k > 0`` takes the output of layer ``k - 1`` as its input.
-    bias : bool, default True
-        Whether the layers have the bias parameters ``bias_ih_l{k}`` and ``bias_hh_l{k}``.
-    batch_first : bool, default False
-        Whether the input and output are ``(N, T, features)`` instead of ``(T, N, features)``;
-        states are never batch-first.
-    dropout : float, default 0.0
-        In training mode, the probability of zeroing each element of a layer's output before it
-        feeds the next layer (inverted dropout: the kept elements are scaled by
-        ``1 / (1 - dropout)``). In ``[0, 1)``; not applied after the last layer.
-    bidirectional : bool, default False
-        Whether each layer also runs over reversed time; ``D = 2`` then, else ``D = 1``.
-    dtype : {"float32", "float64"}, default "float32"
-        Precision of the parameters and of every array the module takes and returns.
-    backend : str, optional
-        The backend that computes: a name from `fastrnn.backends`, or ``"auto"`` for the fastest
-        one available for `device`. None reads the ``FASTRNN_BACKEND`` environment variable and
-        otherwise means ``"auto"``.
-    device : {"cpu", "cuda"}, default "cpu"
-        Where the parameters live and the arrays are: NumPy on "cpu", CuPy on "cuda".
-    seed : int, optional
-        Seed of the module's random generator, which draws the initial parameters
-        (``U(-1/sqrt(H), 1/sqrt(H))``, as PyTorch) and the dropout masks. None: fresh entropy.
-
-    Inputs
-    ------
-    input : array, shape (T, N, I)
-        ``(N, T, I)`` with ``batch_first``, or ``(T, I)`` unbatched; the module's dtype and device.
-    hx : pair of arrays (h_0, c_0), optional
-        Initial hidden and cell states, each ``(L * D, N, H)`` (``(L * D, H)`` unbatched), row
-        ``layer * D + direction``; None, or None for either, means zeros.
-    lengths : array_like of int, shape (N,), optional
-        Each sequence's length in ``1..T``; steps past it are skipped and output zeros.
-
-    Outputs
-    -------
-    output : array, shape (T, N, D * H)
-        The last layer's hidden states, forward then reverse direction on the last axis;
-        ``(N, T, D * H)`` with ``batch_first``, ``(T, D * H)`` unbatched.
-    (h_n, c_n) : pair of arrays, each of shape (L * D, N, H)
-        Every layer's and direction's final hidden and cell states, laid out like ``hx``.
-
-    Attributes
-    ----------
-    weight_ih_l{k}, weight_ih_l{k}_reverse : array, shape (4H, I) or (4H, D * H)
-        Input-to-hidden weights of layer ``k`` (``I`` columns for layer 0), gate blocks
-        ``i, f, g, o`` stacked on the rows.
-    weight_hh_l{k}, weight_hh_l{k}_reverse : array, shape (4H, H)
-        Hidden-to-hidden weights of layer ``k``, in the same gate order.
-    bias_ih_l{k}, bias_hh_l{k}, bias_ih_l{k}_reverse, bias_hh_l{k}_reverse : array, shape (4H,)
-        The biases, when ``bias=True``. The ``_reverse`` names exist when ``bidirectional=True``.
-    grads : dict of str to array
-        The gradients that the last `backward` computed, under the parameters' names.
-    training : bool
-        True in training mode (the default), False after ``eval()``.
-    backend : str
-        The name of the backend that computes, e.g. ``"numba"``.
-    device : str
-        "cpu" or "cuda".
-    dtype : numpy.dtype
-        float32 or float64.
+    %(sequence_sections)s
 
     Examples
     --------
@@ -748,74 +617,7 @@ class GRU(_RNNBase):
         n = tanh(W_in x_t + b_in + r * (W_hn h_{t-1} + b_hn))
         h_t = (1 - z) * n + z * h_{t-1}
 
-    Parameters
-    ----------
-    input_size : int
-        Features of each input step, ``I``.
-    hidden_size : int
-        Features of the hidden state, ``H``.
-    num_layers : int, default 1
-        Stacked layers; layer ``k > 0`` takes the output of layer ``k - 1`` as its input.
-    bias : bool, default True
-        Whether the layers have the bias parameters ``bias_ih_l{k}`` and ``bias_hh_l{k}``.
-    batch_first : bool, default False
-        Whether the input and output are ``(N, T, features)`` instead of ``(T, N, features)``;
-        states are never batch-first.
-    dropout : float, default 0.0
-        In training mode, the probability of zeroing each element of a layer's output before it
-        feeds the next layer (inverted dropout: the kept elements are scaled by
-        ``1 / (1 - dropout)``). In ``[0, 1)``; not applied after the last layer.
-    bidirectional : bool, default False
-        Whether each layer also runs over reversed time; ``D = 2`` then, else ``D = 1``.
-    dtype : {"float32", "float64"}, default "float32"
-        Precision of the parameters and of every array the module takes and returns.
-    backend : str, optional
-        The backend that computes: a name from `fastrnn.backends`, or ``"auto"`` for the fastest
-        one available for `device`. None reads the ``FASTRNN_BACKEND`` environment variable and
-        otherwise means ``"auto"``.
-    device : {"cpu", "cuda"}, default "cpu"
-        Where the parameters live and the arrays are: NumPy on "cpu", CuPy on "cuda".
-    seed : int, optional
-        Seed of the module's random generator, which draws the initial parameters
-        (``U(-1/sqrt(H), 1/sqrt(H))``, as PyTorch) and the dropout masks. None: fresh entropy.
-
-    Inputs
-    ------
-    input : array, shape (T, N, I)
-        ``(N, T, I)`` with ``batch_first``, or ``(T, I)`` unbatched; the module's dtype and device.
-    hx : array, shape (L * D, N, H), optional
-        Initial hidden state ``h_0`` (``(L * D, H)`` unbatched), row ``layer * D + direction``;
-        zeros when None.
-    lengths : array_like of int, shape (N,), optional
-        Each sequence's length in ``1..T``; steps past it are skipped and output zeros.
-
-    Outputs
-    -------
-    output : array, shape (T, N, D * H)
-        The last layer's hidden states, forward then reverse direction on the last axis;
-        ``(N, T, D * H)`` with ``batch_first``, ``(T, D * H)`` unbatched.
-    h_n : array, shape (L * D, N, H)
-        Every layer's and direction's final hidden state, laid out like ``hx``.
-
-    Attributes
-    ----------
-    weight_ih_l{k}, weight_ih_l{k}_reverse : array, shape (3H, I) or (3H, D * H)
-        Input-to-hidden weights of layer ``k`` (``I`` columns for layer 0), gate blocks
-        ``r, z, n`` stacked on the rows.
-    weight_hh_l{k}, weight_hh_l{k}_reverse : array, shape (3H, H)
-        Hidden-to-hidden weights of layer ``k``, in the same gate order.
-    bias_ih_l{k}, bias_hh_l{k}, bias_ih_l{k}_reverse, bias_hh_l{k}_reverse : array, shape (3H,)
-        The biases, when ``bias=True``. The ``_reverse`` names exist when ``bidirectional=True``.
-    grads : dict of str to array
-        The gradients that the last `backward` computed, under the parameters' names.
-    training : bool
-        True in training mode (the default), False after ``eval()``.
-    backend : str
-        The name of the backend that computes, e.g. ``"numba"``.
-    device : str
-        "cpu" or "cuda".
-    dtype : numpy.dtype
-        float32 or float64.
+    %(sequence_sections)s
 
     Examples
     --------
@@ -1032,53 +834,7 @@ class RNNCell(_CellBase):
 
     The next state is ``h' = tanh(W_ih x + b_ih + W_hh h + b_hh)``, or relu instead of tanh.
 
-    Parameters
-    ----------
-    input_size : int
-        Features of the input, ``I``.
-    hidden_size : int
-        Features of the hidden state, ``H``.
-    bias : bool, default True
-        Whether the cell has the parameters ``bias_ih`` and ``bias_hh``.
-    nonlinearity : {"tanh", "relu"}, default "tanh"
-        The activation (relu replaces tanh).
-    dtype : {"float32", "float64"}, default "float32"
-        Precision of the parameters and of every array the cell takes and returns.
-    backend : str, optional
-        The backend that computes, as for `LSTM`: a name from `fastrnn.backends` or ``"auto"``;
-        None reads ``FASTRNN_BACKEND`` and otherwise means ``"auto"``.
-    device : {"cpu", "cuda"}, default "cpu"
-        Where the parameters live and the arrays are: NumPy on "cpu", CuPy on "cuda".
-    seed : int, optional
-        Seed of the generator that draws the initial parameters, ``U(-1/sqrt(H), 1/sqrt(H))``.
-
-    Inputs
-    ------
-    input : array, shape (N, I)
-        Or ``(I,)`` unbatched; the cell's dtype and device.
-    hx : array, shape (N, H), optional
-        The current hidden state (``(H,)`` unbatched); zeros when None.
-
-    Outputs
-    -------
-    h' : array, shape (N, H)
-        The next hidden state (``(H,)`` unbatched).
-
-    Attributes
-    ----------
-    weight_ih : array, shape (H, I)
-        Input-to-hidden weights, gate blocks stacked on the rows in the order of the matching
-        sequence module.
-    weight_hh : array, shape (H, H)
-        Hidden-to-hidden weights.
-    bias_ih, bias_hh : array, shape (H,)
-        The biases, when ``bias=True``.
-    grads : dict of str to array
-        The gradients that the last `backward` computed, under the parameters' names.
-    training : bool
-        True in training mode (the default), False after ``eval()``.
-    backend, device : str
-        The backend that computes and the device ("cpu" or "cuda").
+    %(cell_sections)s
 
     Examples
     --------
@@ -1105,52 +861,7 @@ class RNNCell(_CellBase):
 class LSTMCell(_CellBase):
     """One step of an LSTM, like ``torch.nn.LSTMCell``, with the gate equations of `LSTM`.
 
-    Parameters
-    ----------
-    input_size : int
-        Features of the input, ``I``.
-    hidden_size : int
-        Features of the hidden state, ``H``.
-    bias : bool, default True
-        Whether the cell has the parameters ``bias_ih`` and ``bias_hh``.
-    dtype : {"float32", "float64"}, default "float32"
-        Precision of the parameters and of every array the cell takes and returns.
-    backend : str, optional
-        The backend that computes, as for `LSTM`: a name from `fastrnn.backends` or ``"auto"``;
-        None reads ``FASTRNN_BACKEND`` and otherwise means ``"auto"``.
-    device : {"cpu", "cuda"}, default "cpu"
-        Where the parameters live and the arrays are: NumPy on "cpu", CuPy on "cuda".
-    seed : int, optional
-        Seed of the generator that draws the initial parameters, ``U(-1/sqrt(H), 1/sqrt(H))``.
-
-    Inputs
-    ------
-    input : array, shape (N, I)
-        Or ``(I,)`` unbatched; the cell's dtype and device.
-    hx : pair of arrays (h, c), optional
-        The current hidden and cell states, each ``(N, H)`` (``(H,)`` unbatched); None, or None
-        for either, means zeros.
-
-    Outputs
-    -------
-    (h', c') : pair of arrays, each of shape (N, H)
-        The next hidden and cell states (``(H,)`` unbatched).
-
-    Attributes
-    ----------
-    weight_ih : array, shape (4H, I)
-        Input-to-hidden weights, gate blocks stacked on the rows in the order of the matching
-        sequence module.
-    weight_hh : array, shape (4H, H)
-        Hidden-to-hidden weights.
-    bias_ih, bias_hh : array, shape (4H,)
-        The biases, when ``bias=True``.
-    grads : dict of str to array
-        The gradients that the last `backward` computed, under the parameters' names.
-    training : bool
-        True in training mode (the default), False after ``eval()``.
-    backend, device : str
-        The backend that computes and the device ("cpu" or "cuda").
+    %(cell_sections)s
 
     Examples
     --------
@@ -1171,51 +882,7 @@ class LSTMCell(_CellBase):
 class GRUCell(_CellBase):
     """One step of a GRU, like ``torch.nn.GRUCell``, with the gate equations of `GRU`.
 
-    Parameters
-    ----------
-    input_size : int
-        Features of the input, ``I``.
-    hidden_size : int
-        Features of the hidden state, ``H``.
-    bias : bool, default True
-        Whether the cell has the parameters ``bias_ih`` and ``bias_hh``.
-    dtype : {"float32", "float64"}, default "float32"
-        Precision of the parameters and of every array the cell takes and returns.
-    backend : str, optional
-        The backend that computes, as for `LSTM`: a name from `fastrnn.backends` or ``"auto"``;
-        None reads ``FASTRNN_BACKEND`` and otherwise means ``"auto"``.
-    device : {"cpu", "cuda"}, default "cpu"
-        Where the parameters live and the arrays are: NumPy on "cpu", CuPy on "cuda".
-    seed : int, optional
-        Seed of the generator that draws the initial parameters, ``U(-1/sqrt(H), 1/sqrt(H))``.
-
-    Inputs
-    ------
-    input : array, shape (N, I)
-        Or ``(I,)`` unbatched; the cell's dtype and device.
-    hx : array, shape (N, H), optional
-        The current hidden state (``(H,)`` unbatched); zeros when None.
-
-    Outputs
-    -------
-    h' : array, shape (N, H)
-        The next hidden state (``(H,)`` unbatched).
-
-    Attributes
-    ----------
-    weight_ih : array, shape (3H, I)
-        Input-to-hidden weights, gate blocks stacked on the rows in the order of the matching
-        sequence module.
-    weight_hh : array, shape (3H, H)
-        Hidden-to-hidden weights.
-    bias_ih, bias_hh : array, shape (3H,)
-        The biases, when ``bias=True``.
-    grads : dict of str to array
-        The gradients that the last `backward` computed, under the parameters' names.
-    training : bool
-        True in training mode (the default), False after ``eval()``.
-    backend, device : str
-        The backend that computes and the device ("cpu" or "cuda").
+    %(cell_sections)s
 
     Examples
     --------
