@@ -221,9 +221,10 @@ class _Module:
     def to(self, device: str):
         """Move the parameters (and gradients) to `device` and switch to a backend for it.
 
-        A backend chosen at construction is kept when it runs on `device`; otherwise the module
-        takes the ``"auto"`` choice there. What the last training forward kept for `backward` is
-        dropped.
+        A backend asked for by name at construction is kept when it runs on `device` and replaced
+        by ``"auto"`` when it does not; with none asked for, the choice is made as the constructor
+        makes it (``FASTRNN_BACKEND``, else ``"auto"``). What the last training forward kept for
+        `backward` is dropped.
 
         Parameters
         ----------
