@@ -171,8 +171,8 @@ def fill_module_docs() -> None:
     sequence = {layers.RNN: cells.RNN_TANH, layers.LSTM: cells.LSTM, layers.GRU: cells.GRU}
     single = {layers.RNNCell: cells.RNN_TANH, layers.LSTMCell: cells.LSTM, layers.GRUCell: cells.GRU}
     for cls, spec in sequence.items():
-        if "%(sequence_sections)s" in cls.__doc__:
+        if "%(sequence_sections)s" in (cls.__doc__ or ""):      # None under python -OO
             _fill(cls, "sequence_sections", sequence_sections(cls, spec))
     for cls, spec in single.items():
-        if "%(cell_sections)s" in cls.__doc__:
+        if "%(cell_sections)s" in (cls.__doc__ or ""):
             _fill(cls, "cell_sections", cell_sections(cls, spec))

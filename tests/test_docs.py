@@ -204,3 +204,11 @@ def test_included_readme_links_to_repository_files_become_downloads():
     inside = ["[a page](quickstart.md)"]
     link_repository_files(App(), Path("quickstart.md"), "index", inside)
     assert inside == ["[a page](quickstart.md)"]
+
+
+def test_import_works_without_docstrings():
+    """python -OO strips docstrings; filling in the shared sections must not break the import."""
+    run = subprocess.run([sys.executable, "-OO", "-c", "import fastrnn; print(fastrnn.LSTM.__doc__)"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "None\n"
