@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..devices import array_module
 from .grid import Case
-from .timing import Budget, CudaEventTimer, HostTimer, Stats, measure
+from .timing import Budget, CudaEventTimer, HostTimer, measure
 
 PEAK_SIZE = {"cpu": 2048, "cuda": 8192}
 
@@ -55,12 +55,6 @@ def gemm_floor_call(case: Case, device: str):
                 xp.matmul(a, b, out=out)
 
     return run, _timer(device)
-
-
-def gemm_floor(case: Case, device: str, budget: Budget) -> Stats:
-    """Median time of all of case's GEMMs alone."""
-    fn, timer = gemm_floor_call(case, device)
-    return measure(fn, timer, budget)
 
 
 def peak_gemm(device: str, dtype: str, budget: Budget) -> dict:
