@@ -1,7 +1,8 @@
 """LSTM (gates i, f, g, o): fused time loops for forward, backward and the single step.
 
 c' = f*c + i*g, h' = o*tanh(c'). The input projection and the weight gradients are whole-sequence
-GEMMs done by the caller (see sequence.py); these loops hold only what must run step by step.
+GEMMs on NumPy's BLAS, run by forward() and backward() below through _common.py; the jitted loops
+hold only what must run step by step.
 """
 from __future__ import annotations
 

@@ -114,9 +114,6 @@ class WorkspacePool:
             if len(free) < self.max_free_per_key:
                 free.append(ws)
 
-    def clear(self):
-        self._free.clear()
-
 
 class Cache:
     """What backward needs from a training forward.  Holds the workspace lease: the workspace is not
