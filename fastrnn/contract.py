@@ -1,8 +1,9 @@
 """The backend contract: what a backend's per-layer forward, backward and step take and return.
 
 Every backend (fastrnn.reference, fastrnn.cpu, fastrnn.gpu) imports this module and nothing of the
-dispatch layer; every caller (functional.py, layers.py, the benchmarks, the tests) builds these
-objects, so the call is spelled out here once. All fields are keyword arguments of frozen dataclasses.
+dispatch layer; every caller (functional.py for the sequence modules, layers.py for the cells, the
+tests) builds these objects, so the call is spelled out here once. They are frozen dataclasses whose
+fields are keyword-only: no positional call to get out of order.
 
 A backend module exposes
 
@@ -58,7 +59,7 @@ Array = Any   # a numpy.ndarray or a cupy.ndarray
 # arrays elementwise, whose truth value is an error, not an answer.
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class LayerWeights:
     """The parameters of one layer and one direction, in PyTorch's layout.
 
@@ -97,7 +98,7 @@ def normalise_lengths(lengths, x) -> Optional[Array]:
     return xp.ascontiguousarray(arr, dtype=xp.int32)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class ForwardRequest:
     """One layer, one direction, over the whole sequence. See the module docstring for shapes."""
 
@@ -117,7 +118,7 @@ class ForwardRequest:
         object.__setattr__(self, "training", bool(self.training))
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class ForwardResult:
     out: Array                    # (T, N, H)
     h_n: Array                    # (N, H)
@@ -125,7 +126,7 @@ class ForwardResult:
     cache: Any = None             # None unless the request was training
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class BackwardRequest:
     """BPTT of one training forward: `cache` is that forward's result.cache."""
 
@@ -136,7 +137,7 @@ class BackwardRequest:
     dc_n: Optional[Array] = None  # (N, H), LSTM only
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class BackwardResult:
     dx: Array                     # (T, N, I)
     dh0: Array                    # (N, H)
@@ -152,7 +153,7 @@ class BackwardResult:
         return self.dw_ih, self.dw_hh, self.db_ih, self.db_hh
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class StepRequest:
     """One inference step of one layer: x (N, I), h and c (N, H) (c None unless LSTM)."""
 
@@ -163,13 +164,13 @@ class StepRequest:
     weights: LayerWeights
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class StepResult:
     h: Array                      # (N, H) the next hidden state
     c: Optional[Array] = None     # (N, H) the next cell state, LSTM only
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CellKernels:
     """One backend's implementation of one cell (see the module docstring)."""
 
