@@ -1,52 +1,18 @@
 """The backend registry: (cell, backend) -> implementation, backend resolution, clear errors.
 
 A backend is a module that is imported only when first used (so `import fastrnn` stays fast and works
-without Numba's JIT warm-up or CuPy). The module exposes:
-
-    KERNELS: dict[str, CellKernels]      cell name (see fastrnn.cells.CELLS) -> its kernels
-    unavailable_reason() -> str | None   optional; None when the backend can run on this machine
-
-The layer-level contract every kernel honours (one layer, one direction):
-
-    forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training)
-        -> (out, h_n, c_n, cache)
-
-        x        (T, N, I)  C-contiguous, float32 or float64; every other array has x's dtype
-        h0, c0   (N, H)     c0 is None unless cell.has_cell_state
-        w_ih     (G*H, I)   PyTorch layout, gate blocks in cell.gate_names order
-        w_hh     (G*H, H)
-        b_ih, b_hh (G*H,)   or both None when the layer has bias=False
-        lengths  None, or (N,) int32 array (same array module as x), each in 1..T:
-                 row n runs steps 0..lengths[n]-1 and is idle (state held, output 0) after that
-        reverse  the reverse direction: row n visits t = lengths[n]-1 down to 0
-        training when False nothing is kept for backward and cache is None
-        out      (T, N, H)  out[t, n] = hidden state after time index t; 0 where t >= lengths[n]
-        h_n, c_n (N, H)     each row's state after its own last step (c_n None unless LSTM)
-        cache    opaque object holding what backward needs (or None)
-
-    backward(cell, cache, dout, dh_n, dc_n)
-        -> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)
-
-        dout     (T, N, H)  gradient of the loss with respect to out (ignored where t >= lengths[n])
-        dh_n     (N, H)     gradient with respect to h_n (zeros, never None)
-        dc_n     (N, H)     gradient with respect to c_n for the LSTM, else None
-        returns gradients with the shapes of x, h0, c0, w_ih, w_hh, b_ih, b_hh (None where the input
-        was None); inputs are never modified.
-
-    step(cell, x, h, c, w_ih, w_hh, b_ih, b_hh) -> (h1, c1)      optional
-        one time step of inference, x (N, I): the low-latency path used by the *Cell modules and
-        streaming; when absent, forward() with T=1 is used.
-
-`cell` is a fastrnn.cells.CellSpec. Weight and bias gradients are the totals over all T*N.
+without Numba's JIT warm-up or CuPy). What that module exposes, and what its kernels take and return,
+is the backend contract of fastrnn.contract; this module only finds the module and its KERNELS table.
 """
 from __future__ import annotations
 
 import importlib
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from .cells import CELLS, CellSpec
+from .contract import CellKernels
 
 
 class BackendUnavailableError(RuntimeError):
@@ -65,13 +31,6 @@ class BackendUnavailableError(RuntimeError):
         ...
     fastrnn.dispatch.BackendUnavailableError: unknown backend 'tpu'; registered: ...
     """
-
-
-@dataclass(frozen=True)
-class CellKernels:
-    forward: Callable[..., Any]
-    backward: Callable[..., Any]
-    step: Optional[Callable[..., Any]] = None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from .cells import CellSpec
-from .dispatch import CellKernels
+from .contract import BackwardRequest, CellKernels, ForwardRequest, LayerWeights, normalise_lengths
 
 
 @dataclass
@@ -34,6 +34,7 @@ def stack_forward(kern: CellKernels, cell: CellSpec, weights, x, h0, c0, lengths
     dropout_mask_fn(shape) returns an inverted-dropout mask (already scaled by 1/(1-p)) of x's dtype.
     """
     num_layers, num_dirs = len(weights), len(weights[0])
+    lengths = normalise_lengths(lengths, x)   # once for every layer and direction
     h_n, c_n = [], []
     caches, masks = [], []
     layer_input = x
@@ -47,13 +48,14 @@ def stack_forward(kern: CellKernels, cell: CellSpec, weights, x, h0, c0, lengths
         for direction in range(num_dirs):
             row = layer * num_dirs + direction
             w_ih, w_hh, b_ih, b_hh = weights[layer][direction]
-            out, h, c, cache = kern.forward(
-                cell, layer_input, h0[row], None if c0 is None else c0[row],
-                w_ih, w_hh, b_ih, b_hh, lengths, direction == 1, training)
-            outs.append(out)
-            layer_caches.append(cache)
-            h_n.append(h)
-            c_n.append(c)
+            result = kern.forward(ForwardRequest(
+                cell=cell, x=layer_input, h0=h0[row], c0=None if c0 is None else c0[row],
+                weights=LayerWeights(w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh),
+                lengths=lengths, reverse=direction == 1, training=training))
+            outs.append(result.out)
+            layer_caches.append(result.cache)
+            h_n.append(result.h_n)
+            c_n.append(result.c_n)
         caches.append(layer_caches)
         layer_input = outs[0] if num_dirs == 1 else xp.concatenate(outs, axis=2)
     tape = StackTape(caches, masks, tuple(x.shape)) if training else None
@@ -79,12 +81,12 @@ def stack_backward(kern: CellKernels, cell: CellSpec, tape: StackTape, dout, dh_
             else:
                 d_out_dir = xp.ascontiguousarray(
                     d_layer_out[:, :, direction * hidden:(direction + 1) * hidden])
-            dx_dir, dh, dc, dw_ih, dw_hh, db_ih, db_hh = kern.backward(
-                cell, tape.caches[layer][direction], d_out_dir, dh_n[row],
-                None if dc_n is None else dc_n[row])
-            dx = dx_dir if dx is None else dx + dx_dir
-            dh0[row], dc0[row] = dh, dc
-            grads[layer][direction] = (dw_ih, dw_hh, db_ih, db_hh)
+            result = kern.backward(BackwardRequest(
+                cell=cell, cache=tape.caches[layer][direction], dout=d_out_dir, dh_n=dh_n[row],
+                dc_n=None if dc_n is None else dc_n[row]))
+            dx = result.dx if dx is None else dx + result.dx
+            dh0[row], dc0[row] = result.dh0, result.dc0
+            grads[layer][direction] = result.weight_grads
         mask = tape.dropout_masks[layer]
         d_layer_out = dx if mask is None else dx * mask
     dc_stack = xp.stack(dc0) if cell.has_cell_state else None

@@ -20,6 +20,7 @@ from . import dispatch
 from .cells import GRU as GRU_SPEC
 from .cells import LSTM as LSTM_SPEC
 from .cells import CellSpec, rnn_cell
+from .contract import BackwardRequest, ForwardRequest, LayerWeights, StepRequest
 from .devices import array_module, check_device, to_host
 from .functional import stack_backward, stack_forward
 from .validation import as_module_array, check_lengths, check_shape
@@ -697,9 +698,10 @@ class _CellBase(_Module):
             h, c = hx, None
         self._tape = None
         p = self._params
-        h1, c1 = self._kernels.step(self.cell, x, h, c, p["weight_ih"], p["weight_hh"],
-                                    p.get("bias_ih"), p.get("bias_hh"))
-        return (h1, c1) if self.cell.has_cell_state else h1
+        weights = LayerWeights(w_ih=p["weight_ih"], w_hh=p["weight_hh"], b_ih=p.get("bias_ih"),
+                               b_hh=p.get("bias_hh"))
+        result = self._kernels.step(StepRequest(cell=self.cell, x=x, h=h, c=c, weights=weights))
+        return (result.h, result.c) if self.cell.has_cell_state else result.h
 
     def forward(self, x, hx=None):
         """One time step: the next state from an input and the current state; ``cell(x)`` does
@@ -763,14 +765,17 @@ class _CellBase(_Module):
         else:
             h, c = self._state(hx, "hx", N, unbatched, xp), None
         w_ih, w_hh, b_ih, b_hh = self._weights()
+        weights = LayerWeights(w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
         self._tape = None
         if self.training or self._kernels.step is None:
-            out, h1, c1, cache = self._kernels.forward(
-                self.cell, x2[None], h, c, w_ih, w_hh, b_ih, b_hh, None, False, self.training)
+            result = self._kernels.forward(ForwardRequest(
+                cell=self.cell, x=x2[None], h0=h, c0=c, weights=weights, training=self.training))
+            h1, c1 = result.h_n, result.c_n
             if self.training:
-                self._tape = (cache, N, unbatched)
+                self._tape = (result.cache, N, unbatched)
         else:
-            h1, c1 = self._kernels.step(self.cell, x2, h, c, w_ih, w_hh, b_ih, b_hh)
+            result = self._kernels.step(StepRequest(cell=self.cell, x=x2, h=h, c=c, weights=weights))
+            h1, c1 = result.h, result.c
         if unbatched:
             h1 = h1[0]
             c1 = None if c1 is None else c1[0]
@@ -819,11 +824,11 @@ class _CellBase(_Module):
         dh = self._state(dh, "dh", N, unbatched, xp)
         dc = self._state(dc, "dc", N, unbatched, xp) if self.cell.has_cell_state else None
         dout = xp.zeros((1, N, self.hidden_size), dtype=self.dtype)
-        dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = self._kernels.backward(
-            self.cell, cache, dout, dh, dc)
-        grads = {"weight_ih": dw_ih, "weight_hh": dw_hh, "bias_ih": db_ih, "bias_hh": db_hh}
+        result = self._kernels.backward(BackwardRequest(cell=self.cell, cache=cache, dout=dout,
+                                                        dh_n=dh, dc_n=dc))
+        grads = dict(zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), result.weight_grads))
         self.grads = {k: grads[k] for k in self._params}
-        dx = dx[0]
+        dx, dh0, dc0 = result.dx[0], result.dh0, result.dc0
         if unbatched:
             dx, dh0 = dx[0], dh0[0]
             dc0 = None if dc0 is None else dc0[0]

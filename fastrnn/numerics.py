@@ -30,6 +30,23 @@ BACKEND_VS_REFERENCE = {
     ("cupy", "float32"): 1e-5,
 }
 
+#: One backend's two code paths for the same numbers, per dtype (the numba backend's jitted
+#: small-batch loop against its BLAS loop, its step kernel against a one-step forward): the same
+#: arithmetic in a different summation order, so tighter than any bound against the reference.
+SAME_BACKEND_PATHS = {"float32": 2e-6, "float64": 1e-13}
+
+#: The CUDA kernels' bodies compiled for the host with g++ and driven by the cupy backend's layer code
+#: with NumPy GEMMs (tests/test_cuda_host.py), against the float64 reference, per dtype. float64: both
+#: sides in double, only the summation order differs (worst seen 2.4e-15). float32: the cupy
+#: backend's own bound (worst seen 1.8e-6).
+CUDA_HOST_VS_REFERENCE = {"float64": 1e-12, "float32": BACKEND_VS_REFERENCE[("cupy", "float32")]}
+
+#: The benchmark runner's check of each contestant against the float64 reference before timing it,
+#: per dtype: looser than BACKEND_VS_REFERENCE because benchmark cases are long (errors grow with T
+#: and H) and include PyTorch, whose kernels (oneDNN, cuDNN) sum in their own order. It catches a
+#: wrong kernel, not last-digit differences.
+BENCHMARK_CHECK = {"float32": 1e-4, "float64": 1e-9}
+
 #: Central finite differences in float64 with step FD_EPS: truncation ~eps^2, rounding ~1e-16/eps.
 FD_EPS = 1e-6
 #: Bound on the reference backward against those finite differences.

@@ -3,8 +3,10 @@
 // Meant for small batches (N <= PERSIST_MAX_N), where cuDNN and the step-by-step path are bound by
 // launch latency.  Block b owns hidden units [b*J, b*J + J), J = ceil(H / gridDim.x), and keeps their G*J
 // rows of W_hh in shared memory for all T steps when smem_bytes allows it (else it streams them from
-// global memory / L2).  J is derived from the grid, not passed in, so the kernel stays correct if CuPy's
-// cooperative launch shrinks the grid to what fits on the device.  Per step every block copies h_prev (N, H) to shared memory, computes the
+// global memory / L2).  J is derived from the grid actually launched, and smem_bytes was sized by the
+// glue for the grid it asked for: a smaller grid (a larger J) may not fit, so the kernel checks and traps
+// instead of computing with it, and the glue launches only grids that are all co-resident
+// (CupyOps._persistent_kernel).  Per step every block copies h_prev (N, H) to shared memory, computes the
 // G*J*N dot products h_prev . W_hh[row] (one warp per row, all N batch rows at once), applies the cell
 // arithmetic of pointwise.cuh to its units, writes h_next, and meets the other blocks at a grid barrier.
 // Must be launched cooperatively (all blocks co-resident): CuPy RawModule(enable_cooperative_groups=True).

@@ -1,16 +1,19 @@
 """Shared helpers of the core test suite: building modules for a backend, moving arrays to the
-backend's array module, random cases, running forward + backward, and comparing with a recorded
-relative error (the worst values reached are printed at the end of the session by conftest.py).
+backend's array module, random cases, backend-contract requests from named arrays, running forward +
+backward, and comparing with fastrnn.numerics.relative_error, recorded (the worst values reached are
+printed at the end of the session by conftest.py).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Optional
 
 import numpy as np
 
 import fastrnn as fr
-from fastrnn import dispatch
+from fastrnn import devices, dispatch
+from fastrnn.contract import ForwardRequest, LayerWeights, StepRequest
+from fastrnn.numerics import relative_error
 
 CELL_KINDS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 DTYPES = ("float32", "float64")
@@ -28,10 +31,7 @@ def device_of(backend: str) -> str:
 
 def array_module(backend: str):
     """numpy for CPU backends, cupy for CUDA ones (imported only when a CUDA backend runs)."""
-    if device_of(backend) == "cuda":
-        import cupy
-        return cupy
-    return np
+    return devices.array_module(device_of(backend))
 
 
 def to_backend(a, backend: str):
@@ -42,13 +42,33 @@ def to_backend(a, backend: str):
 
 
 def to_numpy(a) -> Optional[np.ndarray]:
-    if a is None:
-        return None
-    if isinstance(a, np.ndarray):
-        return a
-    if hasattr(a, "get"):  # cupy.ndarray
-        return a.get()
-    return np.asarray(a)
+    return None if a is None else devices.to_host(a)
+
+
+# ------------------------------------------------------------------------------ the backend contract
+
+def forward_request(cell, arrays: dict, **options) -> ForwardRequest:
+    """A ForwardRequest for `cell` from a dict holding x, h0, c0, w_ih, w_hh, b_ih, b_hh (other keys
+    are ignored); `options` are the request's lengths, reverse and training."""
+    return ForwardRequest(cell=cell, x=arrays["x"], h0=arrays["h0"], c0=arrays["c0"],
+                          weights=weights_of(arrays), **options)
+
+
+def step_request(cell, arrays: dict) -> StepRequest:
+    """A StepRequest for the first time step of the arrays of forward_request."""
+    return StepRequest(cell=cell, x=arrays["x"][0], h=arrays["h0"], c=arrays["c0"],
+                       weights=weights_of(arrays))
+
+
+def weights_of(arrays: dict) -> LayerWeights:
+    return LayerWeights(w_ih=arrays["w_ih"], w_hh=arrays["w_hh"], b_ih=arrays["b_ih"],
+                        b_hh=arrays["b_hh"])
+
+
+def named(result) -> dict:
+    """A contract result (ForwardResult, BackwardResult, StepResult) as {field name: value}; unlike
+    dataclasses.asdict, the arrays are not copied."""
+    return {f.name: getattr(result, f.name) for f in fields(result)}
 
 
 # --------------------------------------------------------------------------------------------- modules
@@ -191,21 +211,6 @@ def run_module(module, kind: str, data: dict, backend: str, dtype: str, *, backw
 
 # ------------------------------------------------------------------------------------------ comparison
 
-def rel_err(actual, expected) -> float:
-    """max|a - b| / max|b|; where b is all zeros, max|a| (so a must be zero too)."""
-    a = np.asarray(actual, dtype=np.float64)
-    b = np.asarray(expected, dtype=np.float64)
-    if a.shape != b.shape:
-        raise AssertionError(f"shape {a.shape} != expected {b.shape}")
-    if b.size == 0:
-        return 0.0
-    if np.isnan(a).any() or np.isnan(b).any():
-        return float("inf") if not np.array_equal(np.isnan(a), np.isnan(b)) else 0.0
-    diff = float(np.max(np.abs(a - b)))
-    scale = float(np.max(np.abs(b)))
-    return diff / scale if scale > 0 else diff
-
-
 # (suite, backend, dtype, "forward" | "gradient") -> (worst relative error, where)
 WORST: dict[tuple[str, str, str, str], tuple[float, str]] = {}
 
@@ -230,7 +235,7 @@ def assert_all_close(actual: dict, expected: dict, tol: float, *, suite: str, ba
         if b is None or a is None:
             assert a is None and b is None, f"{key}: one side is None"
             continue
-        errors[key] = rel_err(a, b)
+        errors[key] = relative_error(a, b)
         if tol > 0:   # exact comparisons are exact by construction: nothing to report
             record(suite, backend, dtype, key, errors[key], where)
     bad = {k: f"{e:.3g}" for k, e in errors.items() if not e <= tol}

@@ -1,7 +1,7 @@
 """Every registered backend against the NumPy reference, forward and every gradient.
 
 The reference is the "numpy" backend run in float64 on the same inputs and parameters rounded to the
-dtype under test; the tolerance is tolerances.vs_reference(backend, dtype). Shapes are the awkward ones
+dtype under test; the tolerance is fastrnn.numerics.vs_reference(backend, dtype). Shapes are the awkward ones
 (T=1, N=1, H=33, I != H, 1..3 layers, bidirectional, batch_first, lengths, bias=False, dropout), for
 modules, cells and the per-layer kernels, plus the train/eval contract.
 """
@@ -12,11 +12,12 @@ import pytest
 
 from fastrnn import dispatch
 from fastrnn.cells import CELLS
+from fastrnn.contract import BackwardRequest
+from fastrnn.numerics import vs_reference
 
 from support import (CELL_KINDS, DTYPES, Case, array_module, as_dtype, assert_all_close, check_dtypes,
-                     load, make_cell, make_module, random_inputs, random_params, run_module, to_backend,
-                     to_numpy)
-from tolerances import vs_reference
+                     forward_request, load, make_cell, make_module, named, random_inputs, random_params,
+                     run_module, step_request, to_backend, to_numpy)
 
 SEED = 1234
 
@@ -111,7 +112,7 @@ def test_cell_matches_one_step_reference(backend, kind, dtype, bias):
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("cell_name", list(CELLS))
 def test_layer_kernels_match_reference(backend, cell_name, reverse):
-    """The per-layer contract of fastrnn.dispatch, called directly: lengths (int32, the backend's
+    """The per-layer contract of fastrnn.contract, called directly: lengths (int32, the backend's
     array module), reverse, training and inference, and the optional step."""
     cell = CELLS[cell_name]
     xp = array_module(backend)
@@ -128,38 +129,37 @@ def test_layer_kernels_match_reference(backend, cell_name, reverse):
     dout = rng.standard_normal((T, N, H))
     dh_n = rng.standard_normal((N, H))
     dc_n = rng.standard_normal((N, H)) if cell.has_cell_state else None
-    order = ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh")
 
     ref = dispatch.kernels(cell, "numpy")
-    out_r, hn_r, cn_r, cache_r = ref.forward(cell, *(host[k] for k in order), lengths, reverse, True)
-    grads_r = ref.backward(cell, cache_r, dout, dh_n, dc_n)
+    fwd_r = ref.forward(forward_request(cell, host, lengths=lengths, reverse=reverse, training=True))
+    grads_r = ref.backward(BackwardRequest(cell=cell, cache=fwd_r.cache, dout=dout, dh_n=dh_n,
+                                           dc_n=dc_n))
 
     k = dispatch.kernels(cell, backend)
     dev = {name: to_backend(v, backend) for name, v in host.items()}
     lens_dev = xp.asarray(lengths)
-    out, hn, cn, cache = k.forward(cell, *(dev[n] for n in order), lens_dev, reverse, True)
-    grads = k.backward(cell, cache, to_backend(dout, backend), to_backend(dh_n, backend),
-                       to_backend(dc_n, backend))
-    names = ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh")
-    actual = {"out": out, "h_n": hn, "c_n": cn, **dict(zip(names, grads))}
-    expected = {"out": out_r, "h_n": hn_r, "c_n": cn_r, **dict(zip(names, grads_r))}
+    fwd = k.forward(forward_request(cell, dev, lengths=lens_dev, reverse=reverse, training=True))
+    grads = k.backward(BackwardRequest(cell=cell, cache=fwd.cache, dout=to_backend(dout, backend),
+                                       dh_n=to_backend(dh_n, backend), dc_n=to_backend(dc_n, backend)))
+    forward_keys = ("out", "h_n", "c_n")
+    actual = {**{k_: named(fwd)[k_] for k_ in forward_keys}, **named(grads)}
+    expected = {**{k_: named(fwd_r)[k_] for k_ in forward_keys}, **named(grads_r)}
     actual = {k_: to_numpy(v) for k_, v in actual.items()}
     tol = vs_reference(backend, "float64")
     assert_all_close(actual, expected, tol, suite="vs reference kernels", backend=backend,
                      dtype="float64", where=f"{cell_name} reverse={reverse}")
 
-    out_i, hn_i, cn_i, cache_i = k.forward(cell, *(dev[n] for n in order), lens_dev, reverse, False)
-    assert cache_i is None, "an inference forward must keep nothing for backward"
-    inference = {"out": to_numpy(out_i), "h_n": to_numpy(hn_i), "c_n": to_numpy(cn_i)}
-    assert_all_close(inference, {"out": out_r, "h_n": hn_r, "c_n": cn_r}, tol,
+    inf = k.forward(forward_request(cell, dev, lengths=lens_dev, reverse=reverse, training=False))
+    assert inf.cache is None, "an inference forward must keep nothing for backward"
+    assert_all_close({k_: to_numpy(named(inf)[k_]) for k_ in forward_keys},
+                     {k_: named(fwd_r)[k_] for k_ in forward_keys}, tol,
                      suite="vs reference kernels", backend=backend, dtype="float64",
                      where=f"{cell_name} inference")
     if k.step is not None:
-        h1, c1 = k.step(cell, dev["x"][0], dev["h0"], dev["c0"], dev["w_ih"], dev["w_hh"], dev["b_ih"],
-                        dev["b_hh"])
-        _, h1_r, c1_r, _ = ref.forward(cell, host["x"][:1], *(host[n] for n in order[1:]), None, False,
-                                       False)
-        assert_all_close({"h_n": to_numpy(h1), "c_n": to_numpy(c1)}, {"h_n": h1_r, "c_n": c1_r}, tol,
+        step = k.step(step_request(cell, dev))
+        one = ref.forward(forward_request(cell, {**host, "x": host["x"][:1]}))
+        assert_all_close({"h_n": to_numpy(step.h), "c_n": to_numpy(step.c)},
+                         {"h_n": one.h_n, "c_n": one.c_n}, tol,
                          suite="vs reference kernels", backend=backend, dtype="float64",
                          where=f"{cell_name} step")
 

@@ -27,6 +27,7 @@ from fastrnn.benchmarking.runner import FORMAT, run_case
 from fastrnn.benchmarking.timing import (SMOKE, Budget, HostTimer, Stats, measure,
                                         measure_together)
 from fastrnn.cli import main
+from fastrnn.contract import CellKernels, ForwardRequest, ForwardResult
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 HAS_MPL = importlib.util.find_spec("matplotlib") is not None
@@ -289,12 +290,12 @@ def test_progress_writes_one_line_per_step_off_a_terminal():
 def test_a_wrong_backend_is_reported_and_not_timed(monkeypatch):
     from fastrnn.reference import KERNELS as REF
 
-    def wrong_forward(*args, **kwargs):
-        out, h_n, c_n, cache = REF["lstm"].forward(*args, **kwargs)
-        return out * 1.01, h_n, c_n, cache
+    def wrong_forward(req: ForwardRequest) -> ForwardResult:
+        right = REF["lstm"].forward(req)
+        return ForwardResult(out=right.out * 1.01, h_n=right.h_n, c_n=right.c_n, cache=right.cache)
 
     module = types.ModuleType("fastrnn_test_wrong_backend")
-    module.KERNELS = {"lstm": dispatch.CellKernels(wrong_forward, REF["lstm"].backward)}
+    module.KERNELS = {"lstm": CellKernels(forward=wrong_forward, backward=REF["lstm"].backward)}
     monkeypatch.setitem(sys.modules, module.__name__, module)
     dispatch.register_backend(dispatch.BackendInfo("wrong", "cpu", -5, module.__name__))
     try:

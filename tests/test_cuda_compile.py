@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
+from fastrnn.cells import CELLS
 from fastrnn.gpu import _source
 
 pytest.importorskip("cupy", reason="cupy is not installed: NVRTC compile test skipped")
@@ -96,14 +98,65 @@ def test_kernels_compile(unit, arch):
     assert "warning" not in log.lower(), f"NVRTC warnings for {unit} ({arch}):\n{log}"
 
 
-def test_every_backend_instantiation_is_compiled():
-    """The names the glue asks CuPy for are exactly the ones compiled above."""
-    compiled = {n for unit in _source.UNITS for n in _source.name_expressions(unit)}
-    for cell in _source.CELL_IDS:
-        for dtype in _source.CTYPES:
-            for name in (_source.fwd_step_name(cell, dtype), _source.bwd_step_name(cell, dtype),
-                         _source.persistent_name(cell, dtype)):
-                assert name in compiled
+# Written out here, not taken from _source: the C++ element type of each dtype, the enumerator of
+# kernels/frnn_common.cuh that names each cell, and the kernels of each unit.
+C_TYPES = {"float32": "float", "float64": "double"}
+CELL_ENUMERATORS = {"rnn_tanh": "RNN_TANH", "rnn_relu": "RNN_RELU", "lstm": "LSTM", "gru": "GRU"}
+UNIT_KERNELS = {"pointwise.cu": ("fwd_step", "bwd_step"), "persistent.cu": ("persistent_fwd",)}
+
+
+def _enum_values() -> dict[str, int]:
+    """The cell enumerators of kernels/frnn_common.cuh and their values, read from the source."""
+    text = (_source.kernel_dir() / "frnn_common.cuh").read_text()
+    m = re.search(r"enum\s*:\s*int\s*\{([^}]*)\}", text)
+    assert m, "the cell enum of frnn_common.cuh was not found"
+    items = (item.split("=") for item in m.group(1).split(",") if item.strip())
+    return {name.strip(): int(value) for name, value in items}
+
+
+def _expected_instantiations() -> dict[tuple[str, str, str], tuple[str, str]]:
+    """(kernel, cell, dtype) -> (unit, name expression) for every kernel the backend must be able to
+    launch: each kernel of each unit, for every cell of fastrnn.cells and both dtypes."""
+    ids = _enum_values()
+    return {(kernel, cell, dtype): (unit, f"fastrnn::{kernel}<{C_TYPES[dtype]}, "
+                                          f"{ids[CELL_ENUMERATORS[cell]]}>")
+            for unit, kernels in UNIT_KERNELS.items() for kernel in kernels
+            for cell in CELLS for dtype in C_TYPES}
+
+
+def test_the_compiled_instantiations_are_the_expected_ones():
+    """What the compile test above builds (and a GPU run loads) is every cell in both dtypes, with
+    the cell ids and element types the kernels define: a cell added to fastrnn.cells without a CUDA
+    id, or an id out of step with frnn_common.cuh, fails here."""
+    compiled = {(unit, name) for unit in _source.UNITS for name in _source.name_expressions(unit)}
+    assert compiled == set(_expected_instantiations().values())
+
+
+def test_the_glue_launches_the_expected_instantiation():
+    """The kernel CupyOps looks up for each cell and dtype is that cell's, in that dtype (a swapped
+    element type or cell id would still be compiled, but would compute garbage)."""
+    from fastrnn.gpu import _cupy_ops
+
+    class LookedUp(Exception):
+        """Stops a launch once the kernel has been asked for: nothing runs without a GPU."""
+
+    def lookup(unit, name):
+        raise LookedUp(unit, name)
+
+    ops = object.__new__(_cupy_ops.CupyOps)
+    ops.function = lookup
+    asked = {}
+    for cell_name, cell in CELLS.items():
+        for dtype in C_TYPES:
+            buf = np.zeros(1, dtype)
+            launches = {"fwd_step": lambda: ops.fwd_step(cell, 1, 1, 1, 0, 0, None, *[buf] * 10),
+                        "bwd_step": lambda: ops.bwd_step(cell, 1, 1, 1, 0, 0, None, *[buf] * 11),
+                        "persistent_fwd": lambda: ops._persistent_kernel(cell, dtype, 1, 0)}
+            for kernel, launch in launches.items():
+                with pytest.raises(LookedUp) as info:
+                    launch()
+                asked[(kernel, cell_name, dtype)] = info.value.args
+    assert asked == _expected_instantiations()
 
 
 def test_kernel_sources_are_found():

@@ -21,14 +21,15 @@ import numpy as np
 import pytest
 
 from fastrnn.cells import CELLS
+from fastrnn.contract import BackwardRequest
 from fastrnn.gpu import _layer, _source
+from fastrnn.numerics import CUDA_HOST_VS_REFERENCE as TOL
+from fastrnn.numerics import relative_error
 from fastrnn.reference import KERNELS as REF
 
-HERE = Path(__file__).resolve().parent
+from support import forward_request, named, step_request
 
-# float64: both sides in double, different summation order only.  float32: the kernels run in float32
-# against a float64 reference on the same inputs (relative error max|a-b| / max|b| per tensor).
-TOL = {"float64": 1e-12, "float32": 2e-5}
+HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
@@ -89,13 +90,6 @@ class HostOps:
         fn()
 
 
-def _relerr(a, b):
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    scale = np.max(np.abs(b)) if b.size else 0.0
-    return float(np.max(np.abs(a - b)) / scale) if scale > 0 else float(np.max(np.abs(a - b), initial=0))
-
-
 def _case(cell, T, N, I, H, dtype, bias, lengths, rng):
     G = cell.gates
     u = lambda *shape: rng.uniform(-0.8, 0.8, size=shape)  # noqa: E731
@@ -113,21 +107,18 @@ def _run_both(ops, cell, T, N, I, H, dtype, bias, lengths, reverse, seed):
     # the reference runs in float64 on the dtype-rounded inputs
     ref_in = {k: (None if v is None else v.astype(np.float64)) for k, v in args.items()}
     ref = REF[cell.name]
-    r_out, r_hn, r_cn, r_cache = ref.forward(cell, ref_in["x"], ref_in["h0"], ref_in["c0"], ref_in["w_ih"],
-                                             ref_in["w_hh"], ref_in["b_ih"], ref_in["b_hh"], lens, reverse,
-                                             True)
-    o_out, o_hn, o_cn, o_cache = _layer.forward(ops, cell, args["x"], args["h0"], args["c0"], args["w_ih"],
-                                                args["w_hh"], args["b_ih"], args["b_hh"], lens, reverse, True)
+    options = dict(lengths=lens, reverse=reverse, training=True)
+    r_fwd = ref.forward(forward_request(cell, ref_in, **options))
+    o_fwd = _layer.forward(ops, forward_request(cell, args, **options))
     dout = rng.standard_normal((T, N, H))
     dhn = rng.standard_normal((N, H))
     dcn = rng.standard_normal((N, H)) if cell.has_cell_state else None
-    r_grads = ref.backward(cell, r_cache, dout, dhn, dcn)
-    o_grads = _layer.backward(ops, cell, o_cache, dout.astype(dtype), dhn.astype(dtype),
-                              None if dcn is None else dcn.astype(dtype))
-    names = ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh")
-    results = {"out": (o_out, r_out), "h_n": (o_hn, r_hn), "c_n": (o_cn, r_cn)}
-    results.update({n: (o, r) for n, o, r in zip(names, o_grads, r_grads)})
-    return results
+    r_grads = ref.backward(BackwardRequest(cell=cell, cache=r_fwd.cache, dout=dout, dh_n=dhn, dc_n=dcn))
+    o_grads = _layer.backward(ops, BackwardRequest(
+        cell=cell, cache=o_fwd.cache, dout=dout.astype(dtype), dh_n=dhn.astype(dtype),
+        dc_n=None if dcn is None else dcn.astype(dtype)))
+    ours, theirs = {**named(o_fwd), **named(o_grads)}, {**named(r_fwd), **named(r_grads)}
+    return {name: (ours[name], theirs[name]) for name in theirs if name != "cache"}
 
 
 SHAPES = [  # T, N, I, H, lengths
@@ -155,7 +146,7 @@ def test_layer_matches_reference(host_lib, cell_name, shape, reverse, dtype):
                 continue
             assert ours.dtype == np.dtype(dtype), f"{name} has dtype {ours.dtype}, expected {dtype}"
             assert ours.shape == ref.shape, f"{name} shape {ours.shape} != {ref.shape}"
-            report.append((name, _relerr(ours, ref)))
+            report.append((name, relative_error(ours, ref)))
         worst = max(e for _, e in report)
         msg = ", ".join(f"{n} {e:.1e}" for n, e in report)
         print(f"\n{cell_name} {shape} reverse={reverse} {dtype} bias={bias}: {msg}")
@@ -182,25 +173,21 @@ def test_workspace_reuse_does_not_corrupt_a_pending_backward(host_lib):
     T, N, I, H = 4, 2, 3, 3
     _, a, _ = _case(cell, T, N, I, H, np.float64, True, None, rng)
     _, b, _ = _case(cell, T, N, I, H, np.float64, True, None, rng)
-    fa = _layer.forward(ops, cell, a["x"], a["h0"], None, a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"],
-                        None, False, True)
-    fb = _layer.forward(ops, cell, b["x"], b["h0"], None, b["w_ih"], b["w_hh"], b["b_ih"], b["b_hh"],
-                        None, False, True)
-    assert fa[3].lease.ws is not fb[3].lease.ws
+    fa = _layer.forward(ops, forward_request(cell, a, training=True))
+    fb = _layer.forward(ops, forward_request(cell, b, training=True))
+    assert fa.cache.lease.ws is not fb.cache.lease.ws
     dout = rng.standard_normal((T, N, H))
     dh = np.zeros((N, H))
-    ga = _layer.backward(ops, cell, fa[3], dout, dh, None)
-    ref = REF["gru"]
-    ra = ref.forward(cell, a["x"], a["h0"], None, a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"], None, False, True)
-    rga = ref.backward(cell, ra[3], dout, dh, None)
-    for ours, theirs in zip(ga, rga):
+    ga = _layer.backward(ops, BackwardRequest(cell=cell, cache=fa.cache, dout=dout, dh_n=dh))
+    ra = REF["gru"].forward(forward_request(cell, a, training=True))
+    rga = REF["gru"].backward(BackwardRequest(cell=cell, cache=ra.cache, dout=dout, dh_n=dh))
+    for ours, theirs in zip(named(ga).values(), named(rga).values()):
         if theirs is not None:
-            assert _relerr(ours, theirs) < 1e-12
-    ws_a = fa[3].lease.ws
+            assert relative_error(ours, theirs) <= TOL["float64"]
+    ws_a = fa.cache.lease.ws
     del fa, ga
-    again = _layer.forward(ops, cell, a["x"], a["h0"], None, a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"],
-                           None, False, True)
-    assert again[3].lease.ws is ws_a, "a released workspace should be reused"
+    again = _layer.forward(ops, forward_request(cell, a, training=True))
+    assert again.cache.lease.ws is ws_a, "a released workspace should be reused"
 
 
 def test_step_matches_one_step_forward(host_lib):
@@ -208,12 +195,11 @@ def test_step_matches_one_step_forward(host_lib):
     rng = np.random.default_rng(1)
     for name, cell in CELLS.items():
         _, a, _ = _case(cell, 1, 3, 4, 6, np.float64, True, None, rng)
-        h1, c1 = _layer.step(ops, cell, a["x"][0], a["h0"], a["c0"], a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"])
-        out, hn, cn, _ = REF[name].forward(cell, a["x"], a["h0"], a["c0"], a["w_ih"], a["w_hh"], a["b_ih"],
-                                           a["b_hh"], None, False, False)
-        assert _relerr(h1, hn) < 1e-14, name
+        step = _layer.step(ops, step_request(cell, a))
+        whole = REF[name].forward(forward_request(cell, a))
+        assert relative_error(step.h, whole.h_n) < 1e-14, name
         if cell.has_cell_state:
-            assert _relerr(c1, cn) < 1e-14
+            assert relative_error(step.c, whole.c_n) < 1e-14
 
 
 def test_nan_propagates(host_lib):
@@ -222,10 +208,9 @@ def test_nan_propagates(host_lib):
         rng = np.random.default_rng(2)
         _, a, _ = _case(cell, 3, 2, 3, 4, np.float32, True, None, rng)
         a["x"][1, 0, 0] = np.nan
-        out, hn, _, _ = _layer.forward(ops, cell, a["x"], a["h0"], a["c0"], a["w_ih"], a["w_hh"], a["b_ih"],
-                                       a["b_hh"], None, False, False)
-        assert np.isnan(out[1, 0]).any() and np.isnan(hn[0]).any(), name
-        assert not np.isnan(out[:, 1]).any(), name
+        result = _layer.forward(ops, forward_request(cell, a))
+        assert np.isnan(result.out[1, 0]).any() and np.isnan(result.h_n[0]).any(), name
+        assert not np.isnan(result.out[:, 1]).any(), name
 
 
 def _blas_gemm(op_a, op_b, m, n, k, a_flat, lda, b_flat, ldb, c_flat, ldc):
@@ -298,23 +283,24 @@ def test_results_never_alias_the_workspace(host_lib):
     for training in (False, True):
         _, a, _ = _case(cell, T, N, I, H, np.float64, True, None, rng)
         _, b, _ = _case(cell, T, N, I, H, np.float64, True, None, rng)
-        first = _layer.forward(ops, cell, a["x"], a["h0"], a["c0"], a["w_ih"], a["w_hh"], a["b_ih"],
-                               a["b_hh"], None, False, training)
-        kept = [r.copy() for r in first[:3]]
+        first = _layer.forward(ops, forward_request(cell, a, training=training))
+        results = [first.out, first.h_n, first.c_n]
+        kept = [r.copy() for r in results]
         grads = kept_grads = None
         if training:
             dout, dh, dc = (rng.standard_normal(shape) for shape in ((T, N, H), (N, H), (N, H)))
-            grads = _layer.backward(ops, cell, first[3], dout, dh, dc)
+            grads = list(named(_layer.backward(ops, BackwardRequest(
+                cell=cell, cache=first.cache, dout=dout, dh_n=dh, dc_n=dc))).values())
             kept_grads = [g.copy() for g in grads]
-            first = first[:3] + (None,)   # the cache dies: its workspace goes back to the pool
-        second = _layer.forward(ops, cell, b["x"], b["h0"], b["c0"], b["w_ih"], b["w_hh"], b["b_ih"],
-                                b["b_hh"], None, False, training)
+        del first   # with it dies the cache: its workspace goes back to the pool
+        second = _layer.forward(ops, forward_request(cell, b, training=training))
         if training:
-            _layer.backward(ops, cell, second[3], rng.standard_normal((T, N, H)), np.zeros((N, H)),
-                            np.zeros((N, H)))
+            _layer.backward(ops, BackwardRequest(cell=cell, cache=second.cache,
+                                                 dout=rng.standard_normal((T, N, H)),
+                                                 dh_n=np.zeros((N, H)), dc_n=np.zeros((N, H))))
             for g, k in zip(grads, kept_grads):
                 assert np.array_equal(g, k), "a gradient changed under a later backward"
-        for r, k in zip(first[:3], kept):
+        for r, k in zip(results, kept):
             assert np.array_equal(r, k), f"a result of a training={training} forward changed later"
 
 

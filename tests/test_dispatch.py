@@ -1,6 +1,7 @@
 """The registry: resolution, FASTRNN_BACKEND, "auto", fr.backends(), lazy imports, clear errors."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import pathlib
 import subprocess
@@ -40,15 +41,27 @@ def test_reference_is_always_available():
     assert "numpy" in fr.backends()
 
 
-def test_backends_lists_the_available_ones_best_first():
-    found = fr.backends()
-    assert found == dispatch.backends()
-    assert all(dispatch.is_available(n) for n in found)
-    priorities = [dispatch.backend_info(n).priority for n in found]
-    assert priorities == sorted(priorities, reverse=True)
-    unavailable = set(dispatch.registered_backends()) - set(found)
+def test_backends_lists_the_available_ones_best_first(temporary_backend):
+    """fr.backends() against lists written out here: the two CPU backends (numba only where Numba
+    and SciPy import), and around them one backend that ranks first, one between numba and numpy and
+    one, ranked highest of all, that cannot run and so must not be listed."""
+    numba_here = all(importlib.util.find_spec(m) is not None for m in ("numba", "scipy"))
+    numba = ["numba"] if numba_here else []
+    assert fr.backends("cpu") == numba + ["numpy"]
+    cuda = fr.backends("cuda")
+    assert cuda in ([], ["cupy"])
+
+    temporary_backend("between", "fastrnn.reference", priority=5)
+    temporary_backend("broken", "fastrnn.reference", ("fastrnn_no_such_module",), priority=99)
+    temporary_backend("first", "fastrnn.reference", priority=20)
+    temporary_backend("cuda_last", "fastrnn.reference", priority=-1, device="cuda")
+    assert fr.backends("cpu") == ["first"] + numba + ["between", "numpy"]
+    assert fr.backends("cuda") == cuda + ["cuda_last"]
+    # one list for both devices, by priority; numba and cupy tie at 10 and keep registration order
+    assert fr.backends() == ["first"] + numba + cuda + ["between", "numpy", "cuda_last"]
+    unavailable = set(dispatch.registered_backends()) - set(fr.backends())
+    assert "broken" in unavailable
     assert all(dispatch.unavailable_reason(n) for n in unavailable), "each unavailable one says why"
-    assert fr.backends("cpu") == [n for n in found if dispatch.backend_info(n).device == "cpu"]
 
 
 def test_availability_report_has_a_line_per_backend():

@@ -12,11 +12,15 @@ import numpy as np
 import pytest
 
 from fastrnn.cells import CELLS
+from fastrnn.contract import BackwardRequest
+from fastrnn.numerics import TORCH_PARITY, relative_error, vs_reference
 from fastrnn.reference import KERNELS as REF
+
+from support import forward_request, named, step_request
 
 pytestmark = pytest.mark.gpu
 
-TOL = {"float64": 1e-11, "float32": 1e-5}   # tests/tolerances.py: ("cupy", dtype)
+FORWARD_KEYS = ("out", "h_n", "c_n")
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +42,6 @@ def paths(monkeypatch):
     return select
 
 
-def _relerr(a, b):
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    scale = np.max(np.abs(b))
-    return float(np.max(np.abs(a - b)) / scale) if scale > 0 else float(np.max(np.abs(a - b)))
-
-
 def _inputs(cell, T, N, I, H, dtype, bias, seed):
     rng = np.random.default_rng(seed)
     G = cell.gates
@@ -63,8 +60,11 @@ def _ref64(d):
 
 
 def _call(kern, cell, a, lengths, reverse, training):
-    return kern.forward(cell, a["x"], a["h0"], a["c0"], a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"],
-                        lengths, reverse, training)
+    return kern.forward(forward_request(cell, a, lengths=lengths, reverse=reverse, training=training))
+
+
+def _backward(kern, cell, cache, dout, dhn, dcn):
+    return kern.backward(BackwardRequest(cell=cell, cache=cache, dout=dout, dh_n=dhn, dc_n=dcn))
 
 
 def _check(name, ours, ref, dtype, where):
@@ -72,8 +72,16 @@ def _check(name, ours, ref, dtype, where):
         assert ours is None, f"{name} should be None ({where})"
         return
     assert ours.dtype == np.dtype(dtype), f"{name}: dtype {ours.dtype} ({where})"
-    err = _relerr(ours.get(), ref)
-    assert err <= TOL[dtype], f"{name}: relative error {err:.2e} > {TOL[dtype]:.0e} ({where})"
+    err = relative_error(ours, ref)
+    tol = vs_reference("cupy", dtype)
+    assert err <= tol, f"{name}: relative error {err:.2e} > {tol:.0e} ({where})"
+
+
+def _check_all(names, ours, ref, dtype, where):
+    """_check for each of `names`, fields of the contract results `ours` and `ref`."""
+    ours, ref = named(ours), named(ref)
+    for name in names:
+        _check(name, ours[name], ref[name], dtype, where)
 
 
 SHAPES = [  # T, N, I, H, lengths
@@ -106,17 +114,15 @@ def test_training_parity_with_reference(cp, paths, graphs, cell_name, shape, rev
             ours = _call(gpu.KERNELS[cell_name], cell, _to(cp, a),
                          None if lens_np is None else cp.asarray(lens_np), reverse, True)
             where = f"{cell_name} {shape} reverse={reverse} bias={bias} graphs={graphs} run {rep}"
-            for name, o, rr in zip(("out", "h_n", "c_n"), ours[:3], ref[:3]):
-                _check(name, o, rr, dtype, where)
+            _check_all(FORWARD_KEYS, ours, ref, dtype, where)
             dout = rng.standard_normal((T, N, H))
             dhn = rng.standard_normal((N, H))
             dcn = rng.standard_normal((N, H)) if cell.has_cell_state else None
-            rg = REF[cell_name].backward(cell, ref[3], dout, dhn, dcn)
-            og = gpu.KERNELS[cell_name].backward(
-                cell, ours[3], cp.asarray(dout.astype(dtype)), cp.asarray(dhn.astype(dtype)),
-                None if dcn is None else cp.asarray(dcn.astype(dtype)))
-            for name, o, rr in zip(("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh"), og, rg):
-                _check(name, o, rr, dtype, where)
+            rg = _backward(REF[cell_name], cell, ref.cache, dout, dhn, dcn)
+            og = _backward(gpu.KERNELS[cell_name], cell, ours.cache, cp.asarray(dout.astype(dtype)),
+                           cp.asarray(dhn.astype(dtype)),
+                           None if dcn is None else cp.asarray(dcn.astype(dtype)))
+            _check_all(named(rg), og, rg, dtype, where)
     if graphs:   # a failed capture falls back to eager with only a warning: that must not pass here
         from fastrnn.gpu import _cupy_ops
         assert _cupy_ops.ops().graphs_failed is None, _cupy_ops.ops().graphs_failed
@@ -147,10 +153,9 @@ def test_inference_parity_with_reference(cp, paths, persistent, N, H, lengths, c
         ref = _call(REF[cell_name], cell, _ref64(a), lens_np, reverse, False)
         ours = _call(gpu.KERNELS[cell_name], cell, _to(cp, a),
                      None if lens_np is None else cp.asarray(lens_np), reverse, False)
-        assert ours[3] is None
+        assert ours.cache is None
         where = f"{cell_name} N={N} H={H} reverse={reverse} persistent={persistent} run {rep}"
-        for name, o, rr in zip(("out", "h_n", "c_n"), ours[:3], ref[:3]):
-            _check(name, o, rr, dtype, where)
+        _check_all(FORWARD_KEYS, ours, ref, dtype, where)
 
 
 def test_persistent_kernel_is_used_for_small_batches(cp, paths):
@@ -171,11 +176,9 @@ def test_step_matches_reference(cp, cell_name, dtype):
     cell = CELLS[cell_name]
     a, _ = _inputs(cell, 1, 5, 6, 40, dtype, True, seed=4)
     ref = _call(REF[cell_name], cell, _ref64(a), None, False, False)
-    g = _to(cp, a)
-    h1, c1 = gpu.KERNELS[cell_name].step(cell, g["x"][0], g["h0"], g["c0"], g["w_ih"], g["w_hh"],
-                                         g["b_ih"], g["b_hh"])
-    _check("h1", h1, ref[1], dtype, cell_name)
-    _check("c1", c1, ref[2], dtype, cell_name)
+    step = gpu.KERNELS[cell_name].step(step_request(cell, _to(cp, a)))
+    _check("h1", step.h, ref.h_n, dtype, cell_name)
+    _check("c1", step.c, ref.c_n, dtype, cell_name)
 
 
 def test_pending_caches_of_the_same_shape_do_not_share_buffers(cp, paths):
@@ -192,10 +195,10 @@ def test_pending_caches_of_the_same_shape_do_not_share_buffers(cp, paths):
         runs.append((ours, ref, rng))
     for ours, ref, rng in reversed(runs):
         dout, dhn, dcn = (rng.standard_normal(s) for s in ((6, 3, 20), (3, 20), (3, 20)))
-        og = gpu.KERNELS["lstm"].backward(cell, ours[3], cp.asarray(dout), cp.asarray(dhn), cp.asarray(dcn))
-        rg = REF["lstm"].backward(cell, ref[3], dout, dhn, dcn)
-        for name, o, r in zip(("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh"), og, rg):
-            _check(name, o, r, dtype, "pending caches")
+        og = _backward(gpu.KERNELS["lstm"], cell, ours.cache, cp.asarray(dout), cp.asarray(dhn),
+                       cp.asarray(dcn))
+        rg = _backward(REF["lstm"], cell, ref.cache, dout, dhn, dcn)
+        _check_all(named(rg), og, rg, dtype, "pending caches")
 
 
 @pytest.mark.parametrize("mode", ["steps", "graphs", "persistent", "training"])
@@ -211,11 +214,12 @@ def test_results_survive_later_calls(cp, paths, mode):
     for seed in range(4):
         a, rng = _inputs(cell, T, N, I, H, dtype, True, seed=seed)
         ours = _call(gpu.KERNELS["lstm"], cell, _to(cp, a), None, False, training)
-        results = list(ours[:3])
+        results = [ours.out, ours.h_n, ours.c_n]
         if training:
             dout, dhn, dcn = (rng.standard_normal(s) for s in ((T, N, H), (N, H), (N, H)))
-            results += [g for g in gpu.KERNELS["lstm"].backward(cell, ours[3], cp.asarray(dout),
-                                                                  cp.asarray(dhn), cp.asarray(dcn))]
+            grads = _backward(gpu.KERNELS["lstm"], cell, ours.cache, cp.asarray(dout), cp.asarray(dhn),
+                              cp.asarray(dcn))
+            results += list(named(grads).values())
         kept.append((results, [r.get() for r in results]))
         del ours
     for i, (results, snapshot) in enumerate(kept):
@@ -241,8 +245,7 @@ def test_calls_from_two_streams(cp, paths):
         s.synchronize()
     for a, ours in pending:
         ref = _call(REF["gru"], cell, _ref64(a), None, False, False)
-        for name, o, rr in zip(("out", "h_n"), ours[:2], ref[:2]):
-            _check(name, o, rr, dtype, "two streams")
+        _check_all(("out", "h_n"), ours, ref, dtype, "two streams")
 
 
 # ---- PyTorch on cuDNN ---------------------------------------------------------------------------------
@@ -284,9 +287,9 @@ def test_parity_with_torch_cudnn(cp, kind, dtype, bidirectional):
     tout.backward(torch.tensor(dout, device="cuda"))
     out, _ = fm(cp.asarray(x))
     dx, _ = fm.backward(cp.asarray(dout))
-    tol = {"float32": 1e-5, "float64": 1e-10}[dtype]
-    assert _relerr(out.get(), tout.detach().cpu().numpy()) <= tol
-    assert _relerr(dx.get(), tx.grad.cpu().numpy()) <= tol
+    tol = TORCH_PARITY[dtype]
+    assert relative_error(out, tout.detach().cpu().numpy()) <= tol
+    assert relative_error(dx, tx.grad.cpu().numpy()) <= tol
     for name, p in tm.named_parameters():
-        err = _relerr(fm.grads[name].get(), p.grad.cpu().numpy())
+        err = relative_error(fm.grads[name], p.grad.cpu().numpy())
         assert err <= tol, f"{kind} {name}: {err:.2e}"

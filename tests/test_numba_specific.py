@@ -16,20 +16,19 @@ import pytest
 
 from fastrnn import dispatch
 from fastrnn.cells import CELLS
+from fastrnn.contract import BackwardRequest
+from fastrnn.numerics import SAME_BACKEND_PATHS, relative_error
+
+from support import forward_request, named, step_request
 
 pytestmark = pytest.mark.skipif(dispatch.unavailable_reason("numba") is not None,
                                 reason=f"numba backend unavailable: {dispatch.unavailable_reason('numba')}")
 
 DTYPES = ("float32", "float64")
-TOL = {"float32": 2e-6, "float64": 1e-13}
 
 
 def _kernels(name):
     return dispatch.kernels(name, "numba")
-
-
-def _rel(a, b):
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
 
 
 def _layer_inputs(name, T, N, I, H, dtype, seed=0):
@@ -46,12 +45,16 @@ def _layer_inputs(name, T, N, I, H, dtype, seed=0):
 
 
 def _run(name, d, lengths=None, reverse=False):
+    """out, h_n, c_n and the seven gradients, in the contract's order, as one tuple."""
     cell = CELLS[name]
     k = _kernels(name)
-    out, h, c, cache = k.forward(cell, d["x"], d["h0"], d["c0"], d["w_ih"], d["w_hh"], d["b_ih"],
-                                 d["b_hh"], lengths, reverse, True)
-    grads = k.backward(cell, cache, d["dout"], d["dh"], d["dc"])
-    return (out, h, c) + tuple(grads)
+    fwd = k.forward(forward_request(cell, d, lengths=lengths, reverse=reverse, training=True))
+    grads = k.backward(_backward_request(cell, fwd.cache, d))
+    return (fwd.out, fwd.h_n, fwd.c_n) + tuple(named(grads).values())
+
+
+def _backward_request(cell, cache, d):
+    return BackwardRequest(cell=cell, cache=cache, dout=d["dout"], dh_n=d["dh"], dc_n=d["dc"])
 
 
 # ------------------------------------------------------------------------------------ activations
@@ -128,9 +131,9 @@ def test_small_batch_loop_matches_blas_loop(name, reverse, dtype):
         if batch[i] is None:
             continue
         joined = np.concatenate([s[i] for s in single], axis=axis)
-        assert _rel(joined, batch[i]) < TOL[dtype], i
+        assert relative_error(joined, batch[i]) < SAME_BACKEND_PATHS[dtype], i
     for i in (6, 7, 8, 9):                                # dw_ih, dw_hh, db_ih, db_hh: summed
-        assert _rel(sum(s[i] for s in single), batch[i]) < TOL[dtype], i
+        assert relative_error(sum(s[i] for s in single), batch[i]) < SAME_BACKEND_PATHS[dtype], i
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -144,15 +147,14 @@ def test_step_matches_one_step_forward(name, bias, N, dtype):
     d = _layer_inputs(name, 1, N, 5, 33, dtype, seed=N)
     if not bias:
         d["b_ih"] = d["b_hh"] = None
-    args = (d["h0"], d["c0"], d["w_ih"], d["w_hh"], d["b_ih"], d["b_hh"])
-    out, h, c, _ = k.forward(cell, d["x"], *args, None, False, False)
-    h1, c1 = k.step(cell, np.ascontiguousarray(d["x"][0]), *args)
-    assert h1.dtype == np.dtype(dtype)
-    assert _rel(h1, h) < TOL[dtype]
+    whole = k.forward(forward_request(cell, d))
+    step = k.step(step_request(cell, d))
+    assert step.h.dtype == np.dtype(dtype)
+    assert relative_error(step.h, whole.h_n) < SAME_BACKEND_PATHS[dtype]
     if cell.has_cell_state:
-        assert _rel(c1, c) < TOL[dtype]
+        assert relative_error(step.c, whole.c_n) < SAME_BACKEND_PATHS[dtype]
     else:
-        assert c1 is None
+        assert step.c is None
 
 
 @pytest.mark.parametrize("name", list(CELLS))
@@ -161,11 +163,10 @@ def test_backward_twice_and_inputs_untouched(name):
     before = {k: None if v is None else v.copy() for k, v in d.items()}
     cell = CELLS[name]
     k = _kernels(name)
-    out, h, c, cache = k.forward(cell, d["x"], d["h0"], d["c0"], d["w_ih"], d["w_hh"], d["b_ih"],
-                                 d["b_hh"], None, True, True)
-    first = k.backward(cell, cache, d["dout"], d["dh"], d["dc"])
-    second = k.backward(cell, cache, d["dout"], d["dh"], d["dc"])
-    for a, b in zip(first, second):
+    cache = k.forward(forward_request(cell, d, reverse=True, training=True)).cache
+    first = named(k.backward(_backward_request(cell, cache, d)))
+    second = named(k.backward(_backward_request(cell, cache, d)))
+    for a, b in zip(first.values(), second.values()):
         assert (a is None and b is None) or np.array_equal(a, b)
     for key, v in before.items():
         assert (v is None and d[key] is None) or np.array_equal(v, d[key]), key
@@ -183,7 +184,8 @@ def test_hidden_product_matches_matmul(N, H, G, dtype):
     gh_t = np.empty((G, N), dtype)
     gh = np.empty((N, G), dtype)
     hidden_product(w_hh, h, gh_t, gh)
-    assert _rel(gh, h.astype(np.float64) @ w_hh.T.astype(np.float64)) < 10 * TOL[dtype]
+    exact = h.astype(np.float64) @ w_hh.T.astype(np.float64)
+    assert relative_error(gh, exact) < 10 * SAME_BACKEND_PATHS[dtype]
 
 
 # ------------------------------------------------------------------------------ compiled code

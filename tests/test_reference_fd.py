@@ -1,8 +1,9 @@
 """The NumPy reference backward against float64 central finite differences.
 
-Per-layer kernels (fastrnn.dispatch.kernels(cell, "numpy")): every element of every input, checked
-one at a time. Modules: one random direction per tensor (x, initial states, every parameter), which
-covers layers, directions, lengths, batch_first, bias=False and dropout at the cost of two forwards.
+Per-layer kernels (the "numpy" backend, called through fastrnn.contract's requests): every element
+of every input, checked one at a time. Modules: one random direction per tensor (x, initial states,
+every parameter), which covers layers, directions, lengths, batch_first, bias=False and dropout at
+the cost of two forwards.
 """
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ import pytest
 
 from fastrnn import dispatch
 from fastrnn.cells import CELLS
+from fastrnn.contract import BackwardRequest
+from fastrnn.numerics import FD_EPS, FD_TOLERANCE, relative_error
 
-from support import CELL_KINDS, Case, load, make_module, random_inputs, random_params, run_module
-from tolerances import FD_EPS, FD_TOLERANCE
+from support import (CELL_KINDS, Case, forward_request, load, make_module, named, random_inputs,
+                     random_params, run_module)
 
 KERNEL_VARIANTS = {
     "plain": dict(),
@@ -62,15 +65,15 @@ def test_layer_backward_matches_finite_differences(cell_name, variant):
     r_c = rng.standard_normal((N, H)) if cell.has_cell_state else None
 
     def loss(a):
-        out, h_n, c_n, cache = k.forward(cell, *(a[n] for n in ARG_ORDER), lens, reverse, False)
-        assert cache is None, "inference forward must keep nothing"
-        total = np.sum(out * r_out) + np.sum(h_n * r_h)
-        return total + (np.sum(c_n * r_c) if c_n is not None else 0.0)
+        result = k.forward(forward_request(cell, a, lengths=lens, reverse=reverse))
+        assert result.cache is None, "inference forward must keep nothing"
+        total = np.sum(result.out * r_out) + np.sum(result.h_n * r_h)
+        return total + (np.sum(result.c_n * r_c) if result.c_n is not None else 0.0)
 
     snapshot = {n: None if v is None else v.copy() for n, v in args.items()}
-    _, _, _, cache = k.forward(cell, *(args[n] for n in ARG_ORDER), lens, reverse, True)
+    cache = k.forward(forward_request(cell, args, lengths=lens, reverse=reverse, training=True)).cache
     inputs_up = (r_out.copy(), r_h.copy(), None if r_c is None else r_c.copy())
-    grads = dict(zip(GRAD_NAMES, k.backward(cell, cache, r_out, r_h, r_c)))
+    grads = named(k.backward(BackwardRequest(cell=cell, cache=cache, dout=r_out, dh_n=r_h, dc_n=r_c)))
     for n, v in args.items():
         assert (v is None) == (snapshot[n] is None) and (v is None or np.array_equal(v, snapshot[n])), \
             f"forward/backward modified its input {n}"
@@ -92,8 +95,7 @@ def test_layer_backward_matches_finite_differences(cell_name, variant):
             down = loss(args)
             value[idx] = orig
             fd[idx] = (up - down) / (2 * FD_EPS)
-        scale = max(np.max(np.abs(fd)), 1e-300)
-        err = np.max(np.abs(grads[gname] - fd)) / scale
+        err = relative_error(grads[gname], fd)
         assert err <= FD_TOLERANCE, f"{gname}: relative error {err:.3g} vs finite differences"
 
 

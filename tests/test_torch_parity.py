@@ -1,6 +1,6 @@
 """PyTorch parity: torch.nn.RNN / LSTM / GRU and the three cells, their state_dict loaded into fastrnn,
 outputs, final states and every gradient compared per tensor with relative error max|a-b| / max|b|
-against issue 2's bar (tolerances.TORCH_PARITY), on every available CPU backend of the registry.
+against issue 2's bar (fastrnn.numerics.TORCH_PARITY), on every available CPU backend of the registry.
 
 Variable lengths are compared with torch's packed sequences (pack_padded_sequence with
 enforce_sorted=False, pad_packed_sequence): outputs are zero past each sequence's end and h_n is each
@@ -11,12 +11,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fastrnn.numerics import TORCH_PARITY
+
 torch = pytest.importorskip("torch")
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
 from support import (CELL_KINDS, DTYPES, Case, assert_all_close, check_dtypes, make_cell,  # noqa: E402
                      make_module, random_inputs, run_module, to_numpy)
-from tolerances import TORCH_PARITY  # noqa: E402
 
 CASES = [
     Case(T=5, N=3, I=7, H=5),

@@ -69,7 +69,3 @@ def select(requested: Optional[Sequence[str]] = None) -> list[Contestant]:
             if n not in wanted:
                 wanted.append(n)
     return [by_name[n] for n in wanted]
-
-
-def baseline_for(device: str) -> str:
-    return TORCH_BASELINES[device]

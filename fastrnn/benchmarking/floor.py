@@ -8,8 +8,9 @@ small size (N x H by H x G*H) is exactly what makes recurrences slower than one 
 """
 from __future__ import annotations
 
+from ..devices import array_module
 from .grid import Case
-from .timing import Budget, CudaEventTimer, HostTimer, Stats, measure
+from .timing import Budget, CudaEventTimer, HostTimer, measure
 
 PEAK_SIZE = {"cpu": 2048, "cuda": 8192}
 
@@ -34,23 +35,13 @@ def plan_flops(plan) -> float:
     return float(sum(2.0 * count * M * K * N for count, M, K, N in plan))
 
 
-def _array_module(device: str):
-    if device == "cuda":
-        import cupy
-
-        return cupy
-    import numpy
-
-    return numpy
-
-
 def _timer(device: str):
     return CudaEventTimer("cupy") if device == "cuda" else HostTimer()
 
 
 def gemm_floor_call(case: Case, device: str):
     """(fn, timer): fn runs all of case's GEMMs back to back into preallocated outputs."""
-    xp = _array_module(device)
+    xp = array_module(device)
     rng = xp.random.default_rng(0) if hasattr(xp.random, "default_rng") else xp.random
     operands = []
     for count, M, K, N in gemm_plan(case):
@@ -66,17 +57,11 @@ def gemm_floor_call(case: Case, device: str):
     return run, _timer(device)
 
 
-def gemm_floor(case: Case, device: str, budget: Budget) -> Stats:
-    """Median time of all of case's GEMMs alone."""
-    fn, timer = gemm_floor_call(case, device)
-    return measure(fn, timer, budget)
-
-
 def peak_gemm(device: str, dtype: str, budget: Budget) -> dict:
     """The device's GEMM rate on one large square product, from its fastest sample (a peak, which
     noise can only lower): {"device", "dtype", "n", "gflops", "time"}."""
     n = PEAK_SIZE[device]
-    xp = _array_module(device)
+    xp = array_module(device)
     a = xp.ones((n, n), dtype=dtype)
     b = xp.ones((n, n), dtype=dtype)
     out = xp.empty((n, n), dtype=dtype)

@@ -28,17 +28,8 @@ class Stats:
     inner: int
     first_call_s: Optional[float] = None
 
-    @property
-    def iqr(self) -> float:
-        return self.q3 - self.q1
-
     def to_dict(self) -> dict:
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Stats":
-        return cls(**{k: d.get(k) for k in ("median", "q1", "q3", "min", "max", "n", "inner",
-                                             "first_call_s")})
 
     @classmethod
     def from_samples(cls, samples, inner: int = 1, first_call_s: Optional[float] = None) -> "Stats":

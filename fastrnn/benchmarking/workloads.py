@@ -16,12 +16,14 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..cells import CELLS
+from ..devices import array_module, to_host
+from ..numerics import BENCHMARK_CHECK, relative_error
 from .backends import REFERENCE
 from .grid import Case
 from .timing import CudaEventTimer, HostTimer, Timer
 
-# Relative error (max |got - ref| / max |ref|, per tensor) allowed against the float64 reference.
-TOLERANCE = {"float32": 1e-4, "float64": 1e-9}
+# Relative error (fastrnn.numerics.relative_error, per tensor) allowed against the float64 reference.
+TOLERANCE = BENCHMARK_CHECK
 
 
 @dataclass
@@ -94,18 +96,13 @@ class FastrnnWorkload(Workload):
         self.module = cls(case.I, case.H, **kwargs)
         self.module.load_state_dict({k: np.asarray(v, dtype=self.dtype) for k, v in params.items()})
         self.module.train(case.mode == "training")
-        if device == "cuda":
-            import cupy
-
-            self.xp = cupy
-        else:
-            self.xp = np
+        self.xp = array_module(device)
 
     def _put(self, a):
         return self.xp.asarray(np.asarray(a, dtype=self.dtype))
 
     def _host(self, a):
-        return np.asarray(a.get() if hasattr(a, "get") else a, dtype=np.float64)
+        return np.asarray(to_host(a), dtype=np.float64)
 
     def timer(self) -> Timer:
         if self.device == "cuda":
@@ -330,7 +327,7 @@ def make_workload(case: Case, params: dict, contestant) -> Workload:
 
 
 def compare_outputs(got: dict, ref: dict) -> tuple[float, str]:
-    """Worst relative error (max |got - ref| / max |ref|) over the reference's tensors, and which.
+    """Worst relative error (fastrnn.numerics.relative_error) over the reference's tensors, and which.
 
     A tensor the contestant did not produce, or of the wrong shape, is an error."""
     worst, worst_name = 0.0, ""
@@ -340,11 +337,7 @@ def compare_outputs(got: dict, ref: dict) -> tuple[float, str]:
         g = got[name]
         if g.shape != r.shape:
             raise AssertionError(f"{name} has shape {g.shape}, the reference {r.shape}")
-        scale = float(np.max(np.abs(r))) if r.size else 0.0
-        diff = float(np.max(np.abs(g - r))) if r.size else 0.0
-        err = diff / scale if scale > 0 else diff
-        if not np.isfinite(err):
-            err = float("inf")
+        err = relative_error(g, r)
         if err > worst or not worst_name:
             worst, worst_name = err, name
     return worst, worst_name

@@ -1,4 +1,4 @@
-"""The "numba" backend: fused CPU kernels compiled by Numba (see fastrnn.dispatch for the contract).
+"""The "numba" backend: fused CPU kernels compiled by Numba (see fastrnn.contract for the contract).
 
 Per layer and direction: the input projection is one BLAS GEMM over all T*N rows; the recurrence
 runs one GEMM h W_hh^T and one fused, jitted pointwise pass per step; backward runs one fused
@@ -10,7 +10,7 @@ Importing this package compiles nothing: each kernel compiles on first use and i
 """
 from __future__ import annotations
 
-from ..dispatch import CellKernels
+from ..contract import CellKernels
 from . import gru, lstm, rnn
 
 

@@ -10,6 +10,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..contract import ForwardRequest, LayerWeights, StepRequest, StepResult
 from ._blas import transpose_into
 
 
@@ -28,11 +29,18 @@ class SequenceCache:
     extra: Optional[np.ndarray] = None   # cell-specific: LSTM c_prev, GRU W_hn h + b_hn
 
 
-def lengths_array(lengths, T: int, N: int) -> np.ndarray:
-    """(N,) int32 for the loops; None means every row runs all T steps."""
-    if lengths is None:
-        return np.full(N, T, dtype=np.int32)
-    return np.ascontiguousarray(lengths, dtype=np.int32)
+def full_lengths(lengths: Optional[np.ndarray], T: int, N: int) -> np.ndarray:
+    """(N,) int32 for the loops: the request's lengths (already int32 and C-contiguous: see
+    fastrnn.contract), or T for every row when they are None."""
+    return np.full(N, T, dtype=np.int32) if lengths is None else lengths
+
+
+def step_through_forward(forward, req: StepRequest) -> StepResult:
+    """A step for batches above STEP_BATCH: forward() over a sequence of one time step, where the
+    hoisted GEMMs beat the step kernels' dot products."""
+    result = forward(ForwardRequest(cell=req.cell, x=req.x[None], h0=req.h, c0=req.c,
+                                    weights=req.weights))
+    return StepResult(h=result.h_n, c=result.c_n)
 
 
 def project_input(x: np.ndarray, w_ih: np.ndarray) -> np.ndarray:
@@ -99,9 +107,13 @@ def run_backward_loop(step_fn, step_args, w_hh, lengths, reverse, dh, dgates, db
         dh += dh_rec
 
 
-def no_bias(dtype) -> np.ndarray:
-    """Stand-in for a missing bias in the jitted code (one type for both cases: no recompiles)."""
-    return np.empty(0, dtype=dtype)
+def step_biases(weights: LayerWeights, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(b_ih, b_hh) for the jitted step kernels; without bias, empty arrays stand in (one type for
+    both cases: no recompiles)."""
+    if weights.has_bias:
+        return weights.b_ih, weights.b_hh
+    empty = np.empty(0, dtype=dtype)
+    return empty, empty
 
 
 def transpose(w: np.ndarray) -> np.ndarray:

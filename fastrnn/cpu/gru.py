@@ -13,10 +13,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ..contract import (BackwardRequest, BackwardResult, ForwardRequest, ForwardResult,
+                        StepRequest, StepResult)
 from ._blas import SMALL_BATCH, STEP_BATCH, copy_vector, small_matmul, small_matmul_nt
-from ._common import (SequenceCache, input_gradients, lengths_array, no_bias, no_cache,
-                      project_input, recurrent_weight_gradient, run_backward_loop, run_forward_loop,
-                      transpose)
+from ._common import (SequenceCache, full_lengths, input_gradients, no_cache, project_input,
+                      recurrent_weight_gradient, run_backward_loop, run_forward_loop, step_biases,
+                      step_through_forward, transpose)
 from ._math import ftanh, sigmoid
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
@@ -198,16 +200,17 @@ def _split_bias(b_ih, b_hh, H: int, dtype):
     return bias_x, np.ascontiguousarray(b_hh[2 * H:])
 
 
-def forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training):
+def forward(req: ForwardRequest) -> ForwardResult:
+    x, w, reverse, training = req.x, req.weights, req.reverse, req.training
+    w_ih, w_hh = w.w_ih, w.w_hh
     T, N, _ = x.shape
     H = w_hh.shape[1]
     dtype = x.dtype
-    reverse, training = bool(reverse), bool(training)
     gates = project_input(x, w_ih)
-    bias_x, bias_hn = _split_bias(b_ih, b_hh, H, dtype)
-    h = h0.copy()
+    bias_x, bias_hn = _split_bias(w.b_ih, w.b_hh, H, dtype)
+    h = req.h0.copy()
     out = np.empty((T, N, H), dtype=dtype)
-    lens = lengths_array(lengths, T, N)
+    lens = full_lengths(req.lengths, T, N)
     if training:
         h_prev = np.empty((T, N, H), dtype=dtype)
         hn_lin = np.empty((T, N, H), dtype=dtype)
@@ -221,17 +224,18 @@ def forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training)
                          (bias_x, bias_hn, h, lens, reverse, training, out, h_prev, hn_lin), w_hh, h)
     cache = None
     if training:
-        cache = SequenceCache(x, w_ih, w_hh, b_ih is not None, lens, reverse, gates, h_prev, hn_lin)
-    return out, h, None, cache
+        cache = SequenceCache(x, w_ih, w_hh, w.has_bias, lens, reverse, gates, h_prev, hn_lin)
+    return ForwardResult(out=out, h_n=h, c_n=None, cache=cache)
 
 
-def backward(cell, cache, dout, dh_n, dc_n):
+def backward(req: BackwardRequest) -> BackwardResult:
+    cache = req.cache
     x, w_hh, lens = cache.x, cache.w_hh, cache.lengths
     T, N, _ = x.shape
     H = w_hh.shape[1]
     dtype = x.dtype
-    dh = np.array(dh_n, dtype=dtype, order="C")
-    dout = np.ascontiguousarray(dout)
+    dh = np.array(req.dh_n, dtype=dtype, order="C")
+    dout = np.ascontiguousarray(req.dout)
     dgates = np.empty((T, N, 4 * H), dtype=dtype)
     db = np.zeros(4 * H, dtype=np.float64)
     if N <= SMALL_BATCH:
@@ -248,14 +252,14 @@ def backward(cell, cache, dout, dh_n, dc_n):
     if cache.has_bias:
         db_ih = db[H:].astype(dtype)
         db_hh = np.concatenate([db[H:3 * H], db[:H]]).astype(dtype)
-    return dx, dh, None, dw_ih, dw_hh, db_ih, db_hh
+    return BackwardResult(dx=dx, dh0=dh, dc0=None, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih, db_hh=db_hh)
 
 
-def step_inference(cell, x, h, c, w_ih, w_hh, b_ih, b_hh):
+def step_inference(req: StepRequest) -> StepResult:
+    x, w = req.x, req.weights
     if x.shape[0] > STEP_BATCH:
-        return forward(cell, x[None], h, None, w_ih, w_hh, b_ih, b_hh, None, False, False)[1:3]
-    h1 = np.empty_like(h)
-    if b_ih is None:
-        b_ih = b_hh = no_bias(x.dtype)
-    step(x, h, w_ih, w_hh, b_ih, b_hh, h1)
-    return h1, None
+        return step_through_forward(forward, req)
+    h1 = np.empty_like(req.h)
+    b_ih, b_hh = step_biases(w, x.dtype)
+    step(x, req.h, w.w_ih, w.w_hh, b_ih, b_hh, h1)
+    return StepResult(h=h1)

@@ -1,17 +1,20 @@
 """LSTM (gates i, f, g, o): fused time loops for forward, backward and the single step.
 
 c' = f*c + i*g, h' = o*tanh(c'). The input projection and the weight gradients are whole-sequence
-GEMMs done by the caller (see sequence.py); these loops hold only what must run step by step.
+GEMMs on NumPy's BLAS, run by forward() and backward() below through _common.py; the jitted loops
+hold only what must run step by step.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
+from ..contract import (BackwardRequest, BackwardResult, ForwardRequest, ForwardResult,
+                        StepRequest, StepResult)
 from ._blas import SMALL_BATCH, STEP_BATCH, copy_vector, small_matmul, small_matmul_nt
-from ._common import (SequenceCache, bias_gradients, fused_bias, input_gradients, lengths_array,
-                      no_bias, no_cache, project_input, recurrent_weight_gradient,
-                      run_backward_loop, run_forward_loop, transpose)
+from ._common import (SequenceCache, bias_gradients, full_lengths, fused_bias, input_gradients,
+                      no_cache, project_input, recurrent_weight_gradient, run_backward_loop,
+                      run_forward_loop, step_biases, step_through_forward, transpose)
 from ._math import ftanh, sigmoid
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
@@ -196,17 +199,18 @@ def step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out):
             h_out[n, j] = og * ftanh(cj)
 
 
-def forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training):
+def forward(req: ForwardRequest) -> ForwardResult:
+    x, w, reverse, training = req.x, req.weights, req.reverse, req.training
+    w_ih, w_hh = w.w_ih, w.w_hh
     T, N, _ = x.shape
     G, H = w_hh.shape
     dtype = x.dtype
     gates = project_input(x, w_ih)
-    bias = fused_bias(b_ih, b_hh, G, dtype)
-    h = h0.copy()
-    c = c0.copy()
+    bias = fused_bias(w.b_ih, w.b_hh, G, dtype)
+    h = req.h0.copy()
+    c = req.c0.copy()
     out = np.empty((T, N, H), dtype=dtype)
-    lens = lengths_array(lengths, T, N)
-    reverse, training = bool(reverse), bool(training)
+    lens = full_lengths(req.lengths, T, N)
     if training:
         h_prev = np.empty((T, N, H), dtype=dtype)
         c_prev = np.empty((T, N, H), dtype=dtype)
@@ -220,18 +224,19 @@ def forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training)
                          (bias, h, c, lens, reverse, training, out, h_prev, c_prev), w_hh, h)
     cache = None
     if training:
-        cache = SequenceCache(x, w_ih, w_hh, b_ih is not None, lens, reverse, gates, h_prev, c_prev)
-    return out, h, c, cache
+        cache = SequenceCache(x, w_ih, w_hh, w.has_bias, lens, reverse, gates, h_prev, c_prev)
+    return ForwardResult(out=out, h_n=h, c_n=c, cache=cache)
 
 
-def backward(cell, cache, dout, dh_n, dc_n):
+def backward(req: BackwardRequest) -> BackwardResult:
+    cache = req.cache
     x, w_hh, lens = cache.x, cache.w_hh, cache.lengths
     T, N, _ = x.shape
     G = w_hh.shape[0]
     dtype = x.dtype
-    dh = np.array(dh_n, dtype=dtype, order="C")
-    dc = np.array(dc_n, dtype=dtype, order="C")
-    dout = np.ascontiguousarray(dout)
+    dh = np.array(req.dh_n, dtype=dtype, order="C")
+    dc = np.array(req.dc_n, dtype=dtype, order="C")
+    dout = np.ascontiguousarray(req.dout)
     dgates = np.empty((T, N, G), dtype=dtype)
     db = np.zeros(G, dtype=np.float64)
     if N <= SMALL_BATCH:
@@ -242,15 +247,15 @@ def backward(cell, cache, dout, dh_n, dc_n):
     dx, dw_ih = input_gradients(dgates, x, cache.w_ih)
     dw_hh = recurrent_weight_gradient(dgates, cache.h_prev)
     db_ih, db_hh = bias_gradients(db, cache.has_bias, dtype)
-    return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
+    return BackwardResult(dx=dx, dh0=dh, dc0=dc, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih, db_hh=db_hh)
 
 
-def step_inference(cell, x, h, c, w_ih, w_hh, b_ih, b_hh):
+def step_inference(req: StepRequest) -> StepResult:
+    x, w = req.x, req.weights
     if x.shape[0] > STEP_BATCH:
-        return forward(cell, x[None], h, c, w_ih, w_hh, b_ih, b_hh, None, False, False)[1:3]
-    h1 = np.empty_like(h)
-    c1 = np.empty_like(c)
-    if b_ih is None:
-        b_ih = b_hh = no_bias(x.dtype)
-    step(x, h, c, w_ih, w_hh, b_ih, b_hh, h1, c1)
-    return h1, c1
+        return step_through_forward(forward, req)
+    h1 = np.empty_like(req.h)
+    c1 = np.empty_like(req.c)
+    b_ih, b_hh = step_biases(w, x.dtype)
+    step(x, req.h, req.c, w.w_ih, w.w_hh, b_ih, b_hh, h1, c1)
+    return StepResult(h=h1, c=c1)

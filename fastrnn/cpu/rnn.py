@@ -8,10 +8,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ..contract import (BackwardRequest, BackwardResult, ForwardRequest, ForwardResult,
+                        StepRequest, StepResult)
 from ._blas import SMALL_BATCH, STEP_BATCH, copy_vector, small_matmul, small_matmul_nt
-from ._common import (SequenceCache, bias_gradients, fused_bias, input_gradients, lengths_array,
-                      no_bias, no_cache, project_input, recurrent_weight_gradient,
-                      run_backward_loop, run_forward_loop, transpose)
+from ._common import (SequenceCache, bias_gradients, full_lengths, fused_bias, input_gradients,
+                      no_cache, project_input, recurrent_weight_gradient, run_backward_loop,
+                      run_forward_loop, step_biases, step_through_forward, transpose)
 from ._math import ftanh, relu
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
@@ -153,16 +155,18 @@ def _use_relu(cell) -> bool:
     return cell.name == "rnn_relu"
 
 
-def forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training):
+def forward(req: ForwardRequest) -> ForwardResult:
+    x, w, reverse, training = req.x, req.weights, req.reverse, req.training
+    w_ih, w_hh = w.w_ih, w.w_hh
     T, N, _ = x.shape
     H = w_hh.shape[0]
     dtype = x.dtype
-    use_relu, reverse, training = _use_relu(cell), bool(reverse), bool(training)
+    use_relu = _use_relu(req.cell)
     gates = project_input(x, w_ih)
-    bias = fused_bias(b_ih, b_hh, H, dtype)
-    h = h0.copy()
+    bias = fused_bias(w.b_ih, w.b_hh, H, dtype)
+    h = req.h0.copy()
     out = np.empty((T, N, H), dtype=dtype)
-    lens = lengths_array(lengths, T, N)
+    lens = full_lengths(req.lengths, T, N)
     h_prev = np.empty((T, N, H), dtype=dtype) if training else no_cache(dtype)
     if N <= SMALL_BATCH:
         forward_small(gates, transpose(w_hh), bias, use_relu, h, lens, reverse, training, out, h_prev)
@@ -171,18 +175,19 @@ def forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training)
                          (bias, use_relu, h, lens, reverse, training, out, h_prev), w_hh, h)
     cache = None
     if training:
-        cache = SequenceCache(x, w_ih, w_hh, b_ih is not None, lens, reverse, gates, h_prev)
-    return out, h, None, cache
+        cache = SequenceCache(x, w_ih, w_hh, w.has_bias, lens, reverse, gates, h_prev)
+    return ForwardResult(out=out, h_n=h, c_n=None, cache=cache)
 
 
-def backward(cell, cache, dout, dh_n, dc_n):
+def backward(req: BackwardRequest) -> BackwardResult:
+    cache = req.cache
     x, w_hh, lens = cache.x, cache.w_hh, cache.lengths
     T, N, _ = x.shape
     H = w_hh.shape[0]
     dtype = x.dtype
-    use_relu = _use_relu(cell)
-    dh = np.array(dh_n, dtype=dtype, order="C")
-    dout = np.ascontiguousarray(dout)
+    use_relu = _use_relu(req.cell)
+    dh = np.array(req.dh_n, dtype=dtype, order="C")
+    dout = np.ascontiguousarray(req.dout)
     dgates = np.empty((T, N, H), dtype=dtype)
     db = np.zeros(H, dtype=np.float64)
     if N <= SMALL_BATCH:
@@ -193,14 +198,14 @@ def backward(cell, cache, dout, dh_n, dc_n):
     dx, dw_ih = input_gradients(dgates, x, cache.w_ih)
     dw_hh = recurrent_weight_gradient(dgates, cache.h_prev)
     db_ih, db_hh = bias_gradients(db, cache.has_bias, dtype)
-    return dx, dh, None, dw_ih, dw_hh, db_ih, db_hh
+    return BackwardResult(dx=dx, dh0=dh, dc0=None, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih, db_hh=db_hh)
 
 
-def step_inference(cell, x, h, c, w_ih, w_hh, b_ih, b_hh):
+def step_inference(req: StepRequest) -> StepResult:
+    x, w = req.x, req.weights
     if x.shape[0] > STEP_BATCH:
-        return forward(cell, x[None], h, None, w_ih, w_hh, b_ih, b_hh, None, False, False)[1:3]
-    h1 = np.empty_like(h)
-    if b_ih is None:
-        b_ih = b_hh = no_bias(x.dtype)
-    step(x, h, w_ih, w_hh, b_ih, b_hh, _use_relu(cell), h1)
-    return h1, None
+        return step_through_forward(forward, req)
+    h1 = np.empty_like(req.h)
+    b_ih, b_hh = step_biases(w, x.dtype)
+    step(x, req.h, w.w_ih, w.w_hh, b_ih, b_hh, _use_relu(req.cell), h1)
+    return StepResult(h=h1)

@@ -2,7 +2,7 @@
 
 Importing this package never touches the GPU or imports CuPy; unavailable_reason() says in one sentence
 why the backend cannot run here (no CuPy, no visible GPU, a driver too old, no cuBLAS).  The contract of
-KERNELS is the one documented in fastrnn/dispatch.py.
+KERNELS is the one of fastrnn/contract.py.
 
 Environment switches (read on every call):
   FASTRNN_CUDA_GRAPHS=0      run the step loops launch by launch instead of replaying CUDA graphs
@@ -11,8 +11,8 @@ Environment switches (read on every call):
 """
 from __future__ import annotations
 
-
-from ..dispatch import CellKernels
+from ..contract import (BackwardRequest, BackwardResult, CellKernels, ForwardRequest, ForwardResult,
+                        StepRequest, StepResult)
 
 _CELL_NAMES = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 
@@ -69,19 +69,19 @@ def _ops():
     return _cupy_ops.ops()
 
 
-def _forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training):
+def _forward(req: ForwardRequest) -> ForwardResult:
     from . import _layer
-    return _layer.forward(_ops(), cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training)
+    return _layer.forward(_ops(), req)
 
 
-def _backward(cell, cache, dout, dh_n, dc_n):
+def _backward(req: BackwardRequest) -> BackwardResult:
     from . import _layer
-    return _layer.backward(_ops(), cell, cache, dout, dh_n, dc_n)
+    return _layer.backward(_ops(), req)
 
 
-def _step(cell, x, h, c, w_ih, w_hh, b_ih, b_hh):
+def _step(req: StepRequest) -> StepResult:
     from . import _layer
-    return _layer.step(_ops(), cell, x, h, c, w_ih, w_hh, b_ih, b_hh)
+    return _layer.step(_ops(), req)
 
 
 KERNELS = {name: CellKernels(forward=_forward, backward=_backward, step=_step) for name in _CELL_NAMES}

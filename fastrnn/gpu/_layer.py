@@ -27,6 +27,8 @@ import threading
 import weakref
 
 from ..cells import CellSpec
+from ..contract import (BackwardRequest, BackwardResult, ForwardRequest, ForwardResult, StepRequest,
+                        StepResult)
 
 SAVED = {"rnn_tanh": 0, "rnn_relu": 0, "lstm": 4, "gru": 4}   # cell_saved() of frnn_common.cuh
 
@@ -112,9 +114,6 @@ class WorkspacePool:
             if len(free) < self.max_free_per_key:
                 free.append(ws)
 
-    def clear(self):
-        self._free.clear()
-
 
 class Cache:
     """What backward needs from a training forward.  Holds the workspace lease: the workspace is not
@@ -129,13 +128,14 @@ class Cache:
 
 def step_permutation(xp, T, N, lengths, reverse):
     """(T, N) int array: time index visited by row n at loop step s, or None when it is the identity
-    (forward direction) or a plain reversal (reverse direction, no lengths: returns "reversed")."""
+    (forward direction) or a plain reversal (reverse direction, no lengths: returns "reversed").
+    lengths: None or (N,) int32 (the contract's form)."""
     if not reverse:
         return None
     if lengths is None:
         return "reversed"
     s = xp.arange(T, dtype=xp.int32)[:, None]
-    ln = lengths.astype(xp.int32)[None, :]
+    ln = lengths[None, :]
     return xp.where(s < ln, ln - 1 - s, s)
 
 
@@ -167,15 +167,17 @@ def _copy_into(dst, src):
         dst[...] = src
 
 
-def forward(ops, cell: CellSpec, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training):
+def forward(ops, req: ForwardRequest) -> ForwardResult:
     xp = ops.xp
-    x, h0, c0, w_ih, w_hh, b_ih, b_hh = _contiguous(xp, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    cell, lengths, reverse, training = req.cell, req.lengths, req.reverse, req.training
+    w = req.weights
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh = _contiguous(xp, req.x, req.h0, req.c0, w.w_ih, w.w_hh, w.b_ih,
+                                                    w.b_hh)
     T, N, I = x.shape
     H = w_hh.shape[1]
     G = cell.gates
     has_bias = b_ih is not None
-    if lengths is not None:   # a kernel argument: contiguous int32, whatever the caller passed
-        lengths = xp.ascontiguousarray(xp.asarray(lengths, dtype=xp.int32))
+    # lengths go to the kernels as they are: the contract made them contiguous int32 in x's module
     perm = step_permutation(xp, T, N, lengths, reverse)
     x_step = to_step_order(xp, x, perm)
 
@@ -185,7 +187,7 @@ def forward(ops, cell: CellSpec, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, rev
                                                 lengths, reverse)
         if result is not None:
             out, h_n, c_n = result
-            return out, h_n, c_n, None
+            return ForwardResult(out=out, h_n=h_n, c_n=c_n)
 
     key = (cell.name, x.dtype.str, T, N, H, training, has_bias, lengths is not None)
     lease = ops.workspace(key, lambda: Workspace(xp, cell, x.dtype, T, N, H, training, has_bias,
@@ -210,8 +212,9 @@ def forward(ops, cell: CellSpec, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, rev
     c_n = ws.cs[last].copy() if cell.has_cell_state else None
     if not training:
         lease.release()
-        return out, h_n, c_n, None
-    return out, h_n, c_n, Cache(lease, x_step, perm, w_ih, reverse, lengths is not None)
+        return ForwardResult(out=out, h_n=h_n, c_n=c_n)
+    return ForwardResult(out=out, h_n=h_n, c_n=c_n,
+                         cache=Cache(lease, x_step, perm, w_ih, reverse, lengths is not None))
 
 
 def _forward_loop(ops, ws: Workspace, cell: CellSpec, reverse):
@@ -227,8 +230,9 @@ def _forward_loop(ops, ws: Workspace, cell: CellSpec, reverse):
                      ws.out, ws.saved[s] if ws.saved is not None else None)
 
 
-def backward(ops, cell: CellSpec, cache: Cache, dout, dh_n, dc_n):
+def backward(ops, req: BackwardRequest) -> BackwardResult:
     xp = ops.xp
+    cell, cache, dout, dh_n, dc_n = req.cell, req.cache, req.dout, req.dh_n, req.dc_n
     ws = cache.lease.ws
     claim = getattr(ops, "claim", None)
     if claim is not None:   # the forward may have run on another stream
@@ -260,7 +264,7 @@ def backward(ops, cell: CellSpec, cache: Cache, dout, dh_n, dc_n):
         db_hh = db_ih.copy() if cell.name != "gru" else dgh.sum(axis=0)
     else:
         db_ih = db_hh = None
-    return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
+    return BackwardResult(dx=dx, dh0=dh0, dc0=dc0, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih, db_hh=db_hh)
 
 
 def _backward_loop(ops, ws: Workspace, cell: CellSpec, reverse):
@@ -276,10 +280,12 @@ def _backward_loop(ops, ws: Workspace, cell: CellSpec, reverse):
         ops.gemm(ws.dgh[s], ws.w_hh, ws.dh_gemm, False, False)
 
 
-def step(ops, cell: CellSpec, x, h, c, w_ih, w_hh, b_ih, b_hh):
+def step(ops, req: StepRequest) -> StepResult:
     """One inference step for the *Cell modules: x (N, I), h, c (N, H) -> (h1, c1)."""
     xp = ops.xp
-    x, h, c, w_ih, w_hh, b_ih, b_hh = _contiguous(xp, x, h, c, w_ih, w_hh, b_ih, b_hh)
+    cell, w = req.cell, req.weights
+    x, h, c, w_ih, w_hh, b_ih, b_hh = _contiguous(xp, req.x, req.h, req.c, w.w_ih, w.w_hh, w.b_ih,
+                                                  w.b_hh)
     N = x.shape[0]
     H = w_hh.shape[1]
     G = cell.gates
@@ -290,4 +296,4 @@ def step(ops, cell: CellSpec, x, h, c, w_ih, w_hh, b_ih, b_hh):
     h1 = xp.empty((N, H), dtype=x.dtype)
     c1 = xp.empty((N, H), dtype=x.dtype) if cell.has_cell_state else None
     ops.fwd_step(cell, N, H, 1, 0, 0, None, gx, gh, b_ih, b_hh, h, c, h1, c1, None, None)
-    return h1, c1
+    return StepResult(h=h1, c=c1)

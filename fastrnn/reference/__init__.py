@@ -5,7 +5,7 @@ differences in tests/test_reference_fd.py.
 """
 from functools import partial
 
-from ..dispatch import CellKernels
+from ..contract import CellKernels
 from .gru import GRU_OPS
 from .lstm import LSTM_OPS
 from .rnn import RELU_OPS, TANH_OPS

@@ -11,12 +11,15 @@ A cell contributes two pointwise functions (see rnn.py, lstm.py, gru.py):
 
 The loop runs step s = 0..T-1; row n is active while s < lengths[n] and then visits time index
 t = s (forward) or lengths[n] - 1 - s (reverse). Idle rows keep their state and write no output.
+The request's lengths are already an int32 array or None (fastrnn.contract normalises them).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ..contract import BackwardRequest, BackwardResult, ForwardRequest, ForwardResult
 
 
 @dataclass
@@ -30,30 +33,27 @@ class ReferenceCache:
     steps: list = field(default_factory=list)  # per step: (t, active, h_prev, c_prev, saved) or None
 
 
-def _lengths_or_full(lengths, T: int, N: int) -> np.ndarray:
-    if lengths is None:
-        return np.full(N, T, dtype=np.int64)
-    return np.asarray(lengths, dtype=np.int64)
-
-
 def _time_index(s: int, lens: np.ndarray, reverse: bool):
     active = s < lens
-    t = (lens - 1 - s) if reverse else np.full(lens.shape, s, dtype=np.int64)
+    t = (lens - 1 - s) if reverse else np.full(lens.shape, s, dtype=lens.dtype)
     return np.where(active, t, 0), active
 
 
-def sequence_forward(ops, cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training):
+def sequence_forward(ops, req: ForwardRequest) -> ForwardResult:
+    cell, x, h0, c0, w = req.cell, req.x, req.h0, req.c0, req.weights
+    reverse, training = req.reverse, req.training
+    w_ih, w_hh = w.w_ih, w.w_hh
     T, N, _ = x.shape
     H = w_hh.shape[1]
-    lens = _lengths_or_full(lengths, T, N)
+    lens = np.full(N, T, dtype=np.int32) if req.lengths is None else req.lengths
     rows = np.arange(N)
     gx_all = x @ w_ih.T
-    if b_ih is not None:
-        gx_all += b_ih
+    if w.has_bias:
+        gx_all += w.b_ih
     out = np.zeros((T, N, H), dtype=x.dtype)
     h = h0.copy()
     c = c0.copy() if cell.has_cell_state else None
-    cache = ReferenceCache(x, w_ih, w_hh, b_ih is not None, lens, reverse) if training else None
+    cache = ReferenceCache(x, w_ih, w_hh, w.has_bias, lens, reverse) if training else None
     for s in range(T):
         t, active = _time_index(s, lens, reverse)
         if not active.any():
@@ -61,8 +61,8 @@ def sequence_forward(ops, cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reve
                 cache.steps.append(None)
             continue
         gh = h @ w_hh.T
-        if b_hh is not None:
-            gh += b_hh
+        if w.has_bias:
+            gh += w.b_hh
         h_new, c_new, saved = ops.step(gx_all[t, rows], gh, h, c)
         if training:
             cache.steps.append((t, active, h, c, saved))
@@ -71,10 +71,11 @@ def sequence_forward(ops, cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reve
         if c is not None:
             c = np.where(keep, c_new, c)
         out[t[active], rows[active]] = h_new[active]
-    return out, h, c, cache
+    return ForwardResult(out=out, h_n=h, c_n=c, cache=cache)
 
 
-def sequence_backward(ops, cell, cache: ReferenceCache, dout, dh_n, dc_n):
+def sequence_backward(ops, req: BackwardRequest) -> BackwardResult:
+    cell, cache, dout, dh_n, dc_n = req.cell, req.cache, req.dout, req.dh_n, req.dc_n
     x, w_ih, w_hh = cache.x, cache.w_ih, cache.w_hh
     T, N, I = x.shape
     H = w_hh.shape[1]
@@ -106,4 +107,4 @@ def sequence_backward(ops, cell, cache: ReferenceCache, dout, dh_n, dc_n):
     dw_hh = dgh_all.reshape(T * N, GH).T @ h_prev_all.reshape(T * N, H)
     db_ih = dgx_all.sum(axis=(0, 1)) if cache.has_bias else None
     db_hh = dgh_all.sum(axis=(0, 1)) if cache.has_bias else None
-    return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
+    return BackwardResult(dx=dx, dh0=dh, dc0=dc, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih, db_hh=db_hh)
