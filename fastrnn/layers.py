@@ -7,7 +7,9 @@ backend's, reached through the dispatch registry.
 """
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Optional
 
 import numpy as np
@@ -18,19 +20,28 @@ from .cells import LSTM as LSTM_SPEC
 from .cells import CellSpec, rnn_cell
 from .devices import array_module, check_device, to_host
 from .functional import stack_backward, stack_forward
-from .validation import as_module_array, check_lengths, check_shape
+from .validation import FLOAT_DTYPES, as_module_array, check_lengths, check_shape
 
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _check_dtype(dtype) -> np.dtype:
+    # None is refused rather than read as NumPy's float64: torch reads it as float32.
     try:
-        dt = np.dtype(dtype)
-    except TypeError:
+        dt = None if dtype is None else np.dtype(dtype)
+    except (TypeError, ValueError):
         dt = None
-    if dt not in _FLOAT_DTYPES:
+    # `is None` first: np.dtype('float64') == None is True, so `None in FLOAT_DTYPES` would pass.
+    if dt is None or dt not in FLOAT_DTYPES:
         raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     return dt
+
+
+def _refuse_unknown(module, unknown: dict) -> None:
+    """Python's own error for an unexpected keyword, but naming the class the caller built
+    (LSTM, GRUCell, ...) rather than the private base whose __init__ received it."""
+    if unknown:
+        raise TypeError(f"{type(module).__name__}.__init__() got an unexpected keyword argument "
+                        f"{next(iter(unknown))!r}")
 
 
 def _check_size(value, name: str, minimum: int = 1) -> int:
@@ -46,10 +57,12 @@ class _Module:
         self.cell = cell
         self.dtype = _check_dtype(dtype)
         self.device = check_device(device)
-        self._array_type = array_module(self.device).ndarray
         self._requested_backend = backend
+        # The backend first: without CuPy, resolve() raises the documented BackendUnavailableError
+        # (as .to("cuda") does) before array_module() could fail with a plain RuntimeError.
         self.backend = dispatch.resolve(backend, self.device, cell)
         self._kernels = dispatch.kernels(cell, self.backend)
+        self._array_type = array_module(self.device).ndarray
         self._rng = np.random.default_rng(seed)
         self._params: "OrderedDict[str, object]" = OrderedDict()
         self.grads: dict = {}
@@ -85,6 +98,9 @@ class _Module:
     def load_state_dict(self, state) -> None:
         """Load parameters from a mapping of PyTorch names to anything np.asarray takes (or CuPy
         arrays); every name must be known and present, and every shape must match."""
+        if not isinstance(state, Mapping):
+            raise TypeError(f"load_state_dict expects a mapping of parameter names to arrays (like "
+                            f"the OrderedDict state_dict() returns), got a {type(state).__name__}")
         missing = [k for k in self._params if k not in state]
         unexpected = [k for k in state if k not in self._params]
         if missing or unexpected:
@@ -152,12 +168,17 @@ class _RNNBase(_Module):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, *, dtype="float32", backend=None, device="cpu",
-                 seed=None):
+                 seed=None, **unknown):
+        _refuse_unknown(self, unknown)
         self.input_size = _check_size(input_size, "input_size")
         self.hidden_size = _check_size(hidden_size, "hidden_size")
         self.num_layers = _check_size(num_layers, "num_layers")
         if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
             raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn("dropout option adds dropout after all but last recurrent layer, so non-zero "
+                          f"dropout expects num_layers greater than 1, but got dropout={dropout} and "
+                          f"num_layers={num_layers}", UserWarning, stacklevel=2)
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.dropout = float(dropout)
@@ -358,7 +379,8 @@ class _CellBase(_Module):
         return self._CELL
 
     def __init__(self, input_size, hidden_size, bias=True, *, dtype="float32", backend=None,
-                 device="cpu", seed=None):
+                 device="cpu", seed=None, **unknown):
+        _refuse_unknown(self, unknown)
         self.input_size = _check_size(input_size, "input_size")
         self.hidden_size = _check_size(hidden_size, "hidden_size")
         self.bias = bool(bias)
