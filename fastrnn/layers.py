@@ -4,12 +4,26 @@ PyTorch's parameter names, shapes, initialisation and semantics, with NumPy (dev
 (device="cuda") arrays in and out, and an explicit `backward` instead of autograd. The modules own
 parameters, validation, layout (batch_first, unbatched input) and train/eval; the arithmetic is the
 backend's, reached through the dispatch registry.
+
+Thread safety: a training-mode forward keeps its tape (what backward needs) per thread, and `grads`
+is per thread too, so one module may be trained from several threads: each thread's backward goes
+back through that thread's own last forward. Eval-mode forwards and cell steps keep nothing and are
+safe from many threads at once. The tape owns private copies of the parameters and of the input
+(where the module would otherwise read the caller's array), so changing either between forward and
+backward does not change the gradients: backward returns those of the forward that was run.
+Updating parameters in place while another thread runs a forward is not synchronised: a training
+forward copies the parameters as it starts and may copy a mix of old and new values, and an
+eval-mode forward or cell step reads the live arrays throughout and may use old values for some
+steps and new ones for others; nothing fails, but the result matches neither set of parameters, so
+hold a lock around such updates.
 """
 from __future__ import annotations
 
+import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -50,6 +64,26 @@ def _check_size(value, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
+@dataclass(frozen=True)
+class _Tape:
+    """What one training forward leaves for its backward, the same for the sequence modules and the
+    cells. Every array it reaches is private to it (see _Module._tape_inputs)."""
+
+    record: object        # a functional.StackTape (sequence modules) or the backend's cache (cells)
+    input_shape: tuple    # the time-major input the kernels saw: (T, N, input_size)
+    unbatched: bool       # the caller's arrays had no batch axis
+    batch_first: bool = False
+
+
+class _ThreadState(threading.local):
+    """One thread's tape and gradients: threading.local runs __init__ once in every thread that
+    touches it, so a backward can only ever see the forward made in its own thread."""
+
+    def __init__(self):
+        self.tape: Optional[_Tape] = None
+        self.grads: dict = {}
+
+
 class _Module:
     """Parameters, devices, state_dict and train/eval shared by the sequence modules and the cells."""
 
@@ -65,9 +99,34 @@ class _Module:
         self._array_type = array_module(self.device).ndarray
         self._rng = np.random.default_rng(seed)
         self._params: "OrderedDict[str, object]" = OrderedDict()
-        self.grads: dict = {}
+        self._thread = _ThreadState()
         self.training = True
-        self._tape = None
+
+    def __call__(self, *args, **kwargs):
+        # Through self.forward, so that a subclass overriding forward is not bypassed.
+        return self.forward(*args, **kwargs)
+
+    @property
+    def grads(self) -> dict:
+        """Gradients of the parameters by name, from the last backward() made in this thread."""
+        return self._thread.grads
+
+    @grads.setter
+    def grads(self, value: dict) -> None:
+        self._thread.grads = value
+
+    # A threading.local can be neither pickled nor deep-copied: a copy gets a fresh one, with no
+    # tape (there is no forward of its own to go back through) and the calling thread's gradients.
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_thread"] = state["_thread"].grads
+        return state
+
+    def __setstate__(self, state):
+        grads = state["_thread"]
+        self.__dict__.update(state)
+        self._thread = _ThreadState()
+        self.grads = grads
 
     # -- parameters -------------------------------------------------------------------------------
     def _init_params(self, shapes: "OrderedDict[str, tuple]", hidden_size: int) -> None:
@@ -141,21 +200,33 @@ class _Module:
         kern = dispatch.kernels(self.cell, name)
         xp = array_module(device)
         self._params = OrderedDict((k, xp.asarray(to_host(v))) for k, v in self._params.items())
-        self.grads = {k: xp.asarray(to_host(v)) for k, v in self.grads.items()}
+        grads = {k: xp.asarray(to_host(v)) for k, v in self.grads.items()}
         self.device, self.backend, self._kernels = device, name, kern
         self._array_type = xp.ndarray
-        self._tape = None
+        # Every thread's tape lives on the old device: drop them all (other threads' gradients too).
+        self._thread = _ThreadState()
+        self.grads = grads
         return self
 
     def _xp(self):
         return array_module(self.device)
 
-    def _require_tape(self):
-        if self._tape is None:
+    def _require_tape(self) -> _Tape:
+        tape = self._thread.tape
+        if tape is None:
             raise RuntimeError(
                 "backward() needs a forward pass made in training mode first (call .train() before "
                 "the forward; in eval mode the forward keeps nothing for backward)")
-        return self._tape
+        return tape
+
+    def _tape_inputs(self, x_kernel, x_caller, xp):
+        """The input and the parameters for a training forward, as arrays the tape owns: x_kernel,
+        copied if it shares memory with the caller's x, and a copy of every parameter. A change to
+        either between forward and backward (x reused as a buffer, an optimizer step) then leaves
+        backward computing the gradients of the forward that was run (torch raises there instead)."""
+        if xp.may_share_memory(x_kernel, x_caller):
+            x_kernel = x_kernel.copy()
+        return x_kernel, OrderedDict((k, v.copy()) for k, v in self._params.items())
 
 
 class _RNNBase(_Module):
@@ -202,8 +273,7 @@ class _RNNBase(_Module):
     def _param_name(self, kind: str, layer: int, direction: int) -> str:
         return f"{kind}_l{layer}" + ("_reverse" if direction else "")
 
-    def _weights(self):
-        p = self._params
+    def _weights(self, p):
         out = []
         for layer in range(self.num_layers):
             dirs = []
@@ -285,21 +355,21 @@ class _RNNBase(_Module):
             if not np.all(host == T):
                 lengths_dev = xp.asarray(host.astype(np.int32))
         training = self.training
-        self._tape = None
+        params = self._params
+        if training:
+            x_tm, params = self._tape_inputs(x_tm, x, xp)
+        self._thread.tape = None
         out, h_n, c_n, tape = stack_forward(
-            self._kernels, self.cell, self._weights(), x_tm, h0, c0, lengths_dev, training,
+            self._kernels, self.cell, self._weights(params), x_tm, h0, c0, lengths_dev, training,
             self.dropout, self._dropout_mask, xp)
         if training:
-            tape.batch_first, tape.unbatched = self.batch_first, unbatched
-            self._tape = tape
+            self._thread.tape = _Tape(tape, (T, N, self.input_size), unbatched, self.batch_first)
         if unbatched:
             out, h_n = out[:, 0], h_n[:, 0]
             c_n = None if c_n is None else c_n[:, 0]
         elif self.batch_first:
             out = out.transpose(1, 0, 2)
         return out, ((h_n, c_n) if self.cell.has_cell_state else h_n)
-
-    __call__ = forward
 
     # -- backward ---------------------------------------------------------------------------------
     def backward(self, dout, dhn=None):
@@ -324,7 +394,8 @@ class _RNNBase(_Module):
             dout_tm = dout.transpose(1, 0, 2) if tape.batch_first else dout
         dout_tm = xp.ascontiguousarray(dout_tm)
         dh_n, dc_n = self._state_arrays(dhn, "dhn", ("dh_n", "dc_n"), N, tape.unbatched, xp)
-        dx, dh0, dc0, grads = stack_backward(self._kernels, self.cell, tape, dout_tm, dh_n, dc_n, xp)
+        dx, dh0, dc0, grads = stack_backward(self._kernels, self.cell, tape.record, dout_tm, dh_n,
+                                             dc_n, xp)
         self.grads = self._named_grads(grads)
         if tape.unbatched:
             dx, dh0 = dx[:, 0], dh0[:, 0]
@@ -394,8 +465,7 @@ class _CellBase(_Module):
         return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}, "
                 f"dtype={self.dtype.name}, device={self.device!r}, backend={self.backend!r})")
 
-    def _weights(self):
-        p = self._params
+    def _weights(self, p):
         return p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh")
 
     def _state(self, value, name, batch, unbatched, xp):
@@ -430,7 +500,7 @@ class _CellBase(_Module):
             if not self._ready(hx, state):
                 return None
             h, c = hx, None
-        self._tape = None
+        self._thread.tape = None
         p = self._params
         h1, c1 = self._kernels.step(self.cell, x, h, c, p["weight_ih"], p["weight_hh"],
                                     p.get("bias_ih"), p.get("bias_hh"))
@@ -459,13 +529,16 @@ class _CellBase(_Module):
             c = self._state(hx[1], "hx[1] (c)", N, unbatched, xp)
         else:
             h, c = self._state(hx, "hx", N, unbatched, xp), None
-        w_ih, w_hh, b_ih, b_hh = self._weights()
-        self._tape = None
+        params = self._params
+        if self.training:
+            x2, params = self._tape_inputs(x2, x, xp)
+        w_ih, w_hh, b_ih, b_hh = self._weights(params)
+        self._thread.tape = None
         if self.training or self._kernels.step is None:
             out, h1, c1, cache = self._kernels.forward(
                 self.cell, x2[None], h, c, w_ih, w_hh, b_ih, b_hh, None, False, self.training)
             if self.training:
-                self._tape = (cache, N, unbatched)
+                self._thread.tape = _Tape(cache, (1, N, self.input_size), unbatched)
         else:
             h1, c1 = self._kernels.step(self.cell, x2, h, c, w_ih, w_hh, b_ih, b_hh)
         if unbatched:
@@ -473,12 +546,11 @@ class _CellBase(_Module):
             c1 = None if c1 is None else c1[0]
         return (h1, c1) if self.cell.has_cell_state else h1
 
-    __call__ = forward
-
     def backward(self, dh, dc=None):
         """Gradients for the last training-mode step: returns dx and dhx ((dh, dc) for LSTMCell)
         and overwrites self.grads. dh (and dc) are the gradients of h' (and c'); None means zero."""
-        cache, N, unbatched = self._require_tape()
+        tape = self._require_tape()
+        cache, N, unbatched = tape.record, tape.input_shape[1], tape.unbatched
         xp = self._xp()
         dh = self._state(dh, "dh", N, unbatched, xp)
         dc = self._state(dc, "dc", N, unbatched, xp) if self.cell.has_cell_state else None
