@@ -1,0 +1,132 @@
+"""Property test (hypothesis) over shapes, memory layouts, lengths and dtypes (issue 13 item 6): every
+available CPU backend agrees with the NumPy reference on a valid case, forward and backward, within
+the tolerance table; on an invalid one it raises the documented error, with the reference's message.
+
+Layouts are what callers hand in: C and Fortran order, negative strides, a strided slice, a read-only
+array and a broadcast (stride 0) batch. Bounded (max_examples) so that it adds seconds, not minutes.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fastrnn import dispatch
+
+from support import CELL_KINDS, Case, assert_all_close, load, make_module, random_params
+from tolerances import vs_reference
+
+LAYOUTS = ("c", "fortran", "negative", "strided", "readonly", "broadcast")
+CPU_BACKENDS = [n for n in dispatch.backends("cpu") if n != "numpy"]
+
+
+def _laid_out(values: np.ndarray, layout: str) -> np.ndarray:
+    """An array equal to `values` (after the broadcast's own change) in the given memory layout."""
+    if layout == "fortran":
+        return np.asfortranarray(values)
+    if layout == "negative":
+        return values[::-1, ..., ::-1].copy()[::-1, ..., ::-1]
+    if layout == "strided":
+        wide = np.zeros(values.shape[:-1] + (2 * values.shape[-1],), values.dtype)
+        wide[..., ::2] = values
+        return wide[..., ::2]
+    if layout == "readonly":
+        frozen = values.copy()
+        frozen.setflags(write=False)
+        return frozen
+    if layout == "broadcast":   # every sequence of the batch reads the same memory
+        axis = 1 if values.ndim == 3 else 0
+        return np.broadcast_to(np.take(values, [0], axis=axis), values.shape)
+    return np.ascontiguousarray(values)
+
+
+@st.composite
+def cases(draw):
+    kind = draw(st.sampled_from(CELL_KINDS))
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    T, N = draw(st.integers(1, 5)), draw(st.integers(1, 4))
+    unbatched = draw(st.booleans())
+    case = Case(T=T, N=1 if unbatched else N, I=draw(st.integers(1, 4)), H=draw(st.integers(1, 5)),
+                num_layers=draw(st.integers(1, 2)), bidirectional=draw(st.booleans()),
+                batch_first=draw(st.booleans()), bias=draw(st.booleans()),
+                with_hx=draw(st.booleans()))
+    lengths, error = None, None
+    if not unbatched and draw(st.booleans()):
+        # mostly valid lengths, sometimes one out of 1..T
+        lengths = draw(st.lists(st.integers(0, T + 1), min_size=N, max_size=N))
+        if not all(1 <= n <= T for n in lengths):
+            error = ValueError
+    input_dtype = draw(st.sampled_from([dtype] * 4 + ["float32", "float64", "int64"]))
+    if input_dtype != dtype:
+        error = TypeError   # dtype is checked before lengths
+    layout = draw(st.sampled_from(LAYOUTS))
+    return dict(kind=kind, dtype=dtype, case=case, unbatched=unbatched, lengths=lengths,
+                input_dtype=input_dtype, layout=layout, error=error, seed=draw(st.integers(0, 2**16)))
+
+
+def _inputs(p) -> dict:
+    case, kind, dtype = p["case"], p["kind"], p["dtype"]
+    rng = np.random.default_rng(p["seed"])
+    seq = (case.T,) if p["unbatched"] else ((case.N, case.T) if case.batch_first else (case.T, case.N))
+    state = (case.num_layers * case.D,) + (() if p["unbatched"] else (case.N,)) + (case.H,)
+    lstm = kind == "lstm"
+    x = _laid_out(rng.standard_normal(seq + (case.I,)).astype(p["input_dtype"]), p["layout"])
+    return {"x": x,
+            "h0": rng.standard_normal(state) if case.with_hx else None,
+            "c0": rng.standard_normal(state) if case.with_hx and lstm else None,
+            "dout": rng.standard_normal(seq + (case.D * case.H,)),
+            "dh_n": rng.standard_normal(state), "dc_n": rng.standard_normal(state) if lstm else None,
+            "lengths": None if p["lengths"] is None else np.array(p["lengths"])}
+
+
+def _forward_backward(m, kind: str, data: dict, dtype: str) -> dict:
+    """Like support.run_module, but x goes in exactly as laid out (run_module makes a cast copy)."""
+    cast = lambda a: None if a is None else a.astype(dtype)  # noqa: E731
+    lstm = kind == "lstm"
+    hx = None
+    if data["h0"] is not None:
+        hx = (cast(data["h0"]), cast(data["c0"])) if lstm else cast(data["h0"])
+    out, state = m(data["x"], hx, lengths=data["lengths"])
+    res = {"out": out} | ({"h_n": state[0], "c_n": state[1]} if lstm else {"h_n": state})
+    dhn = (cast(data["dh_n"]), cast(data["dc_n"])) if lstm else cast(data["dh_n"])
+    dx, dhx = m.backward(cast(data["dout"]), dhn)
+    res["dx"] = dx
+    if hx is not None:
+        res.update(zip(("dh0", "dc0"), dhx) if lstm else [("dh0", dhx)])
+    res.update(("grad." + k, g) for k, g in m.grads.items())
+    return res
+
+
+def _run(backend: str, p, params, data):
+    """The results of one forward + backward, or the (type, message) of the error raised."""
+    m = make_module(p["kind"], p["case"].I, p["case"].H, backend=backend, dtype=p["dtype"],
+                    **p["case"].module_kwargs())
+    load(m, params, p["dtype"])
+    try:
+        return _forward_backward(m, p["kind"], data, p["dtype"])
+    except (TypeError, ValueError) as exc:
+        return type(exc), str(exc)
+
+
+@pytest.mark.skipif(not CPU_BACKENDS, reason="no CPU backend besides the reference is available")
+@settings(max_examples=60, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(cases())
+def test_cpu_backends_agree_with_the_reference_or_raise_the_documented_error(p):
+    case = p["case"]
+    params = random_params(make_module(p["kind"], case.I, case.H, backend="numpy", dtype="float64",
+                                       **case.module_kwargs()), np.random.default_rng(p["seed"]))
+    data = _inputs(p)
+    expected = _run("numpy", p, params, data)
+    if p["error"] is not None:
+        assert isinstance(expected, tuple) and expected[0] is p["error"], expected
+    else:
+        assert isinstance(expected, dict), f"a valid case raised {expected}"
+    for backend in CPU_BACKENDS:
+        actual = _run(backend, p, params, data)
+        if p["error"] is not None:
+            assert actual == expected
+        else:
+            assert_all_close(actual, expected, vs_reference(backend, p["dtype"]), suite="properties",
+                             backend=backend, dtype=p["dtype"], where=str(p))
