@@ -37,7 +37,6 @@ from .functional import stack_backward, stack_forward
 from .validation import FLOAT_DTYPES, as_module_array, check_lengths, check_shape
 
 
-
 def _check_dtype(dtype) -> np.dtype:
     # None is refused rather than read as NumPy's float64: torch reads it as float32.
     try:
