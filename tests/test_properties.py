@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from fastrnn import dispatch
 
-from support import CELL_KINDS, Case, assert_all_close, load, make_module, random_params
+from support import CELL_KINDS, Case, assert_all_close, load, make_cell, make_module, random_params
 from tolerances import vs_reference
 
 LAYOUTS = ("c", "fortran", "negative", "strided", "readonly", "broadcast")
@@ -26,7 +26,7 @@ def _laid_out(values: np.ndarray, layout: str) -> np.ndarray:
     if layout == "fortran":
         return np.asfortranarray(values)
     if layout == "negative":
-        return values[::-1, ..., ::-1].copy()[::-1, ..., ::-1]
+        return np.flip(np.flip(values).copy())   # every axis reversed twice: negative strides
     if layout == "strided":
         wide = np.zeros(values.shape[:-1] + (2 * values.shape[-1],), values.dtype)
         wide[..., ::2] = values
@@ -126,6 +126,60 @@ def test_cpu_backends_agree_with_the_reference_or_raise_the_documented_error(p):
     for backend in CPU_BACKENDS:
         actual = _run(backend, p, params, data)
         if p["error"] is not None:
+            assert actual == expected
+        else:
+            assert_all_close(actual, expected, vs_reference(backend, p["dtype"]), suite="properties",
+                             backend=backend, dtype=p["dtype"], where=str(p))
+
+
+@st.composite
+def cell_cases(draw):
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    return dict(kind=draw(st.sampled_from(CELL_KINDS)), dtype=dtype, N=draw(st.integers(1, 4)),
+                I=draw(st.integers(1, 4)), H=draw(st.integers(1, 5)), bias=draw(st.booleans()),
+                unbatched=draw(st.booleans()), with_hx=draw(st.booleans()), training=draw(st.booleans()),
+                input_dtype=draw(st.sampled_from([dtype] * 4 + ["float32", "float64", "int64"])),
+                layout=draw(st.sampled_from(LAYOUTS)), seed=draw(st.integers(0, 2**16)))
+
+
+def _cell_run(backend: str, p, params, x, h, dh):
+    cell = make_cell(p["kind"], p["I"], p["H"], backend=backend, dtype=p["dtype"], bias=p["bias"])
+    load(cell, params, p["dtype"])
+    cell.train(p["training"])
+    lstm = p["kind"] == "lstm"
+    hx = None if h is None else ((h, 2 * h) if lstm else h)
+    try:
+        state = cell(x, hx)
+        res = {"h": state[0], "c": state[1]} if lstm else {"h": state}
+        if p["training"]:
+            dx, dhx = cell.backward(dh, 0.5 * dh) if lstm else cell.backward(dh)
+            res.update(dx=dx, dh=dhx[0] if lstm else dhx)
+            res.update(("grad." + k, g) for k, g in cell.grads.items())
+        return res
+    except (TypeError, ValueError) as exc:
+        return type(exc), str(exc)
+
+
+@pytest.mark.skipif(not CPU_BACKENDS, reason="no CPU backend besides the reference is available")
+@settings(max_examples=40, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(cell_cases())
+def test_cpu_cells_agree_with_the_reference_or_raise_the_documented_error(p):
+    rng = np.random.default_rng(p["seed"])
+    params = random_params(make_cell(p["kind"], p["I"], p["H"], backend="numpy", dtype="float64",
+                                     bias=p["bias"]), rng)
+    batch = () if p["unbatched"] else (p["N"],)
+    x = _laid_out(rng.standard_normal(batch + (p["I"],)).astype(p["input_dtype"]), p["layout"])
+    h = rng.standard_normal(batch + (p["H"],)).astype(p["dtype"]) if p["with_hx"] else None
+    dh = rng.standard_normal(batch + (p["H"],)).astype(p["dtype"])
+    expected = _cell_run("numpy", p, params, x, h, dh)
+    if p["input_dtype"] != p["dtype"]:
+        assert isinstance(expected, tuple) and expected[0] is TypeError, expected
+    else:
+        assert isinstance(expected, dict), f"a valid case raised {expected}"
+    for backend in CPU_BACKENDS:
+        actual = _cell_run(backend, p, params, x, h, dh)
+        if isinstance(expected, tuple):
             assert actual == expected
         else:
             assert_all_close(actual, expected, vs_reference(backend, p["dtype"]), suite="properties",

@@ -74,7 +74,8 @@ def test_changing_the_input_after_forward_does_not_change_backward(backend, kind
     x = to_backend(data["x"], backend)   # C-contiguous float64: the module can use it without a copy
     h0 = to_backend(data["h0"], backend)
     hx = (h0, to_backend(data["c0"], backend)) if kind == "lstm" else h0
-    out, h_n = m(x, hx, lengths=data["lengths"])
+    lengths = None if data["lengths"] is None else data["lengths"].tolist()   # any device takes a list
+    out, h_n = m(x, hx, lengths=lengths)
     for a in (x, h0, out, h_n[0] if kind == "lstm" else h_n):   # the caller reuses its buffers
         a[...] = 0
     _assert_same(_backward(m, kind, data, backend), {k: v for k, v in expected.items()
