@@ -29,7 +29,7 @@ def as_module_array(a, what: str, device: str, dtype: np.dtype, xp):
 
 def _dtype_mismatch(given, got: np.dtype, what: str, dtype: np.dtype) -> str:
     """The sentence for an array of the wrong dtype; it only suggests what the modules accept."""
-    if isinstance(given, (list, tuple)):
+    if not hasattr(given, "dtype"):   # a list, a tuple, a Python number: it had no dtype to keep
         return (f"{what} is a Python {type(given).__name__}, which NumPy reads as {got}, but the module "
                 f"computes in {dtype}; convert it with np.asarray(..., dtype='{dtype}')")
     if got in FLOAT_DTYPES:   # the other precision: either side may move

@@ -78,6 +78,12 @@ def test_a_list_is_named_as_a_list():
         "convert it with np.asarray(..., dtype='float32')")
 
 
+def test_a_python_number_is_named_as_one():
+    assert _message(lambda: _lstm()(1.0), TypeError) == (
+        "input is a Python float, which NumPy reads as float64, but the module computes in float32; "
+        "convert it with np.asarray(..., dtype='float32')")
+
+
 def test_a_list_of_the_module_dtype_is_accepted():
     x = np.ones((T, N, I))
     out, _ = _lstm(dtype="float64")(x.tolist())
