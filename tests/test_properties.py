@@ -1,6 +1,13 @@
-"""Property test (hypothesis) over shapes, memory layouts, lengths and dtypes (issue 13 item 6): every
-available CPU backend agrees with the NumPy reference on a valid case, forward and backward, within
-the tolerance table; on an invalid one it raises the documented error, with the reference's message.
+"""Property test (hypothesis) over shapes, memory layouts, lengths and dtypes (issue 13 item 6).
+
+On an invalid case every available CPU backend raises the documented error, with the message the
+reference module gives. On a valid float64 case every backend agrees with the NumPy reference, forward
+and backward, within the tolerance table. On a valid float32 case every backend's results are those
+it gives for a C-contiguous copy of the input, bit for bit, in float32: a layout is either handled or
+not, whatever the precision. float32 accuracy against the reference stays with test_backends.py, on
+chosen shapes: random tiny ones are often ill-conditioned in float32 (an H=1 bidirectional LSTM's
+grad weight_hh_l1 is ~3e-6, a sum of terms ~1e-3, and even the float32 reference is 2e-5 off there),
+so a per-tensor relative bound there would measure the problem, not the backend.
 
 Layouts are what callers hand in: C and Fortran order, negative strides, a strided slice, a read-only
 array and a broadcast (stride 0) batch. Bounded (max_examples) so that it adds seconds, not minutes.
@@ -14,11 +21,17 @@ from hypothesis import strategies as st
 
 from fastrnn import dispatch
 
-from support import CELL_KINDS, Case, assert_all_close, load, make_cell, make_module, random_params
+from support import (CELL_KINDS, Case, assert_all_close, check_dtypes, load, make_cell, make_module,
+                     random_params)
 from tolerances import vs_reference
 
 LAYOUTS = ("c", "fortran", "negative", "strided", "readonly", "broadcast")
-CPU_BACKENDS = [n for n in dispatch.backends("cpu") if n != "numpy"]
+CPU_BACKENDS = dispatch.backends("cpu")
+
+
+def _rounded(a, dtype):
+    """`a` rounded to `dtype`, back in float64 (None stays None)."""
+    return None if a is None else np.asarray(a).astype(dtype).astype(np.float64)
 
 
 def _laid_out(values: np.ndarray, layout: str) -> np.ndarray:
@@ -98,6 +111,30 @@ def _forward_backward(m, kind: str, data: dict, dtype: str) -> dict:
     return res
 
 
+def _check(p, error, run, reference):
+    """run(backend, contiguous) -> results or (error type, message); reference() -> the float64
+    reference's results on the dtype-rounded parameters and inputs."""
+    if error is not None:
+        expected = run("numpy", False)
+        assert isinstance(expected, tuple) and expected[0] is error, expected
+        for backend in CPU_BACKENDS:
+            assert run(backend, False) == expected
+        return
+    expected = reference() if p["dtype"] == "float64" else None
+    for backend in CPU_BACKENDS:
+        actual = run(backend, False)
+        assert isinstance(actual, dict), f"a valid case raised {actual}"
+        check_dtypes(actual, p["dtype"])
+        if expected is not None:
+            assert_all_close(actual, expected, vs_reference(backend, "float64"), suite="properties",
+                             backend=backend, dtype="float64", where=str(p))
+        else:
+            contiguous = run(backend, True)
+            assert actual.keys() == contiguous.keys()
+            for key, value in contiguous.items():
+                np.testing.assert_array_equal(actual[key], value, err_msg=f"{backend} {key}")
+
+
 def _run(backend: str, p, params, data):
     """The results of one forward + backward, or the (type, message) of the error raised."""
     m = make_module(p["kind"], p["case"].I, p["case"].H, backend=backend, dtype=p["dtype"],
@@ -109,8 +146,7 @@ def _run(backend: str, p, params, data):
         return type(exc), str(exc)
 
 
-@pytest.mark.skipif(not CPU_BACKENDS, reason="no CPU backend besides the reference is available")
-@settings(max_examples=60, deadline=None, database=None,
+@settings(max_examples=100, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(cases())
 def test_cpu_backends_agree_with_the_reference_or_raise_the_documented_error(p):
@@ -118,18 +154,12 @@ def test_cpu_backends_agree_with_the_reference_or_raise_the_documented_error(p):
     params = random_params(make_module(p["kind"], case.I, case.H, backend="numpy", dtype="float64",
                                        **case.module_kwargs()), np.random.default_rng(p["seed"]))
     data = _inputs(p)
-    expected = _run("numpy", p, params, data)
-    if p["error"] is not None:
-        assert isinstance(expected, tuple) and expected[0] is p["error"], expected
-    else:
-        assert isinstance(expected, dict), f"a valid case raised {expected}"
-    for backend in CPU_BACKENDS:
-        actual = _run(backend, p, params, data)
-        if p["error"] is not None:
-            assert actual == expected
-        else:
-            assert_all_close(actual, expected, vs_reference(backend, p["dtype"]), suite="properties",
-                             backend=backend, dtype=p["dtype"], where=str(p))
+    _check(p, p["error"],
+           lambda backend, contiguous: _run(backend, p, params, data | (
+               {"x": np.ascontiguousarray(data["x"])} if contiguous else {})),
+           lambda: _run("numpy", p | {"dtype": "float64"},
+                        {k: _rounded(v, p["dtype"]) for k, v in params.items()},
+                        {k: v if k == "lengths" else _rounded(v, p["dtype"]) for k, v in data.items()}))
 
 
 @st.composite
@@ -160,8 +190,7 @@ def _cell_run(backend: str, p, params, x, h, dh):
         return type(exc), str(exc)
 
 
-@pytest.mark.skipif(not CPU_BACKENDS, reason="no CPU backend besides the reference is available")
-@settings(max_examples=40, deadline=None, database=None,
+@settings(max_examples=100, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(cell_cases())
 def test_cpu_cells_agree_with_the_reference_or_raise_the_documented_error(p):
@@ -172,15 +201,9 @@ def test_cpu_cells_agree_with_the_reference_or_raise_the_documented_error(p):
     x = _laid_out(rng.standard_normal(batch + (p["I"],)).astype(p["input_dtype"]), p["layout"])
     h = rng.standard_normal(batch + (p["H"],)).astype(p["dtype"]) if p["with_hx"] else None
     dh = rng.standard_normal(batch + (p["H"],)).astype(p["dtype"])
-    expected = _cell_run("numpy", p, params, x, h, dh)
-    if p["input_dtype"] != p["dtype"]:
-        assert isinstance(expected, tuple) and expected[0] is TypeError, expected
-    else:
-        assert isinstance(expected, dict), f"a valid case raised {expected}"
-    for backend in CPU_BACKENDS:
-        actual = _cell_run(backend, p, params, x, h, dh)
-        if isinstance(expected, tuple):
-            assert actual == expected
-        else:
-            assert_all_close(actual, expected, vs_reference(backend, p["dtype"]), suite="properties",
-                             backend=backend, dtype=p["dtype"], where=str(p))
+    _check(p, TypeError if p["input_dtype"] != p["dtype"] else None,
+           lambda backend, contiguous: _cell_run(
+               backend, p, params, np.ascontiguousarray(x) if contiguous else x, h, dh),
+           lambda: _cell_run("numpy", p | {"dtype": "float64"},
+                             {k: _rounded(v, p["dtype"]) for k, v in params.items()},
+                             *(_rounded(a, p["dtype"]) for a in (x, h, dh))))
