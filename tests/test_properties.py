@@ -27,6 +27,9 @@ from tolerances import vs_reference
 
 LAYOUTS = ("c", "fortran", "negative", "strided", "readonly", "broadcast")
 CPU_BACKENDS = dispatch.backends("cpu")
+# Enough examples to meet each (cell, dtype, layout) several times, few enough for a few seconds.
+BOUNDED = settings(max_examples=100, deadline=None, database=None,
+                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 def _rounded(a, dtype):
@@ -111,6 +114,14 @@ def _forward_backward(m, kind: str, data: dict, dtype: str) -> dict:
     return res
 
 
+def _outcome(fn):
+    """fn()'s results, or the (type, message) of the documented error it raised."""
+    try:
+        return fn()
+    except (TypeError, ValueError) as exc:
+        return type(exc), str(exc)
+
+
 def _check(p, error, run, reference):
     """run(backend, contiguous) -> results or (error type, message); reference() -> the float64
     reference's results on the dtype-rounded parameters and inputs."""
@@ -140,14 +151,10 @@ def _run(backend: str, p, params, data):
     m = make_module(p["kind"], p["case"].I, p["case"].H, backend=backend, dtype=p["dtype"],
                     **p["case"].module_kwargs())
     load(m, params, p["dtype"])
-    try:
-        return _forward_backward(m, p["kind"], data, p["dtype"])
-    except (TypeError, ValueError) as exc:
-        return type(exc), str(exc)
+    return _outcome(lambda: _forward_backward(m, p["kind"], data, p["dtype"]))
 
 
-@settings(max_examples=100, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@BOUNDED
 @given(cases())
 def test_cpu_backends_agree_with_the_reference_or_raise_the_documented_error(p):
     case = p["case"]
@@ -178,7 +185,8 @@ def _cell_run(backend: str, p, params, x, h, dh):
     cell.train(p["training"])
     lstm = p["kind"] == "lstm"
     hx = None if h is None else ((h, 2 * h) if lstm else h)
-    try:
+
+    def step():
         state = cell(x, hx)
         res = {"h": state[0], "c": state[1]} if lstm else {"h": state}
         if p["training"]:
@@ -186,12 +194,10 @@ def _cell_run(backend: str, p, params, x, h, dh):
             res.update(dx=dx, dh=dhx[0] if lstm else dhx)
             res.update(("grad." + k, g) for k, g in cell.grads.items())
         return res
-    except (TypeError, ValueError) as exc:
-        return type(exc), str(exc)
+    return _outcome(step)
 
 
-@settings(max_examples=100, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@BOUNDED
 @given(cell_cases())
 def test_cpu_cells_agree_with_the_reference_or_raise_the_documented_error(p):
     rng = np.random.default_rng(p["seed"])
