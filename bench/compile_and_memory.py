@@ -45,11 +45,11 @@ T, N, H = 100, 32, 256
 m = fr.LSTM(H, H, backend="{backend}")
 x = np.random.default_rng(0).standard_normal((T, N, H)).astype(np.float32)
 m.eval(); m(x); m.train(); out, _ = m(x); m.backward(np.ones_like(out))   # compile, warm up
-m._tape = None
+m._thread.tape = None
 tracemalloc.start()
 m.train(); out, _ = m(x); m.backward(np.ones_like(out))
 training = tracemalloc.get_traced_memory()[1]
-del out; m._tape = None; m.grads = {{}}
+del out; m._thread.tape = None; m.grads = {{}}
 tracemalloc.reset_peak()
 m.eval(); m(x)
 inference = tracemalloc.get_traced_memory()[1]

@@ -75,7 +75,9 @@ def _section(title: str, body: str) -> str:
 def _parameters(cls, module: str) -> str:
     dropout = " and the dropout masks" if module == "module" else ""
     entries = []
-    for name in inspect.signature(cls).parameters:
+    for name, param in inspect.signature(cls).parameters.items():
+        if param.kind is inspect.Parameter.VAR_KEYWORD:
+            continue   # caught only to name the class in the error for an unknown keyword
         kind, text = _PARAMETERS[name]
         entries.append(_entry(name, kind, text.format(module=module, dropout=dropout)))
     return _section("Parameters", "".join(entries))

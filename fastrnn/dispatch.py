@@ -226,8 +226,9 @@ def resolve(backend: Optional[str], device: str, cell: Optional[CellSpec] = None
         raise BackendUnavailableError(
             f"no backend is available for device {device!r}:\n{availability_report()}")
     if choice not in _BACKENDS:
+        source = f" (from the {ENV_VAR} environment variable)" if backend is None else ""
         raise BackendUnavailableError(
-            f"unknown backend {choice!r}; registered: {', '.join(_BACKENDS)}; "
+            f"unknown backend {choice!r}{source}; registered: {', '.join(_BACKENDS)}; "
             f"available here: {', '.join(backends()) or 'none'}")
     info = _BACKENDS[choice]
     if info.device != device:

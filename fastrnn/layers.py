@@ -8,10 +8,26 @@ backend's, reached through the dispatch registry.
 The six modules' docstrings share their Parameters, Inputs, Outputs and Attributes sections: the
 ``%(sequence_sections)s`` or ``%(cell_sections)s`` line in each is filled in from fastrnn/_docstrings.py
 when fastrnn is imported, so help() and the docs show the whole text.
+
+Thread safety: a training-mode forward keeps its tape (what backward needs) per thread, and `grads`
+is per thread too, so one module may be trained from several threads: each thread's backward goes
+back through that thread's own last forward. Eval-mode forwards and cell steps keep nothing and are
+safe from many threads at once. The tape owns private copies of the parameters and of the input
+(where the module would otherwise read the caller's array), so changing either between forward and
+backward does not change the gradients: backward returns those of the forward that was run.
+Updating parameters in place while another thread runs a forward is not synchronised: a training
+forward copies the parameters as it starts and may copy a mix of old and new values, and an
+eval-mode forward or cell step reads the live arrays throughout and may use old values for some
+steps and new ones for others; nothing fails, but the result matches neither set of parameters, so
+hold a lock around such updates.
 """
 from __future__ import annotations
 
+import threading
+import warnings
 from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -23,25 +39,53 @@ from .cells import CellSpec, rnn_cell
 from .contract import BackwardRequest, ForwardRequest, LayerWeights, StepRequest
 from .devices import array_module, check_device, to_host
 from .functional import stack_backward, stack_forward
-from .validation import as_module_array, check_lengths, check_shape
-
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+from .validation import FLOAT_DTYPES, as_module_array, check_lengths, check_shape
 
 
 def _check_dtype(dtype) -> np.dtype:
+    # None is refused rather than read as NumPy's float64: torch reads it as float32.
     try:
-        dt = np.dtype(dtype)
-    except TypeError:
+        dt = None if dtype is None else np.dtype(dtype)
+    except (TypeError, ValueError):
         dt = None
-    if dt not in _FLOAT_DTYPES:
+    # `is None` first: np.dtype('float64') == None is True, so `None in FLOAT_DTYPES` would pass.
+    if dt is None or dt not in FLOAT_DTYPES:
         raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     return dt
+
+
+def _refuse_unknown(module, unknown: dict) -> None:
+    """Python's own error for an unexpected keyword, but naming the class the caller built
+    (LSTM, GRUCell, ...) rather than the private base whose __init__ received it."""
+    if unknown:
+        raise TypeError(f"{type(module).__name__}.__init__() got an unexpected keyword argument "
+                        f"{next(iter(unknown))!r}")
 
 
 def _check_size(value, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+@dataclass(frozen=True)
+class _Tape:
+    """What one training forward leaves for its backward, the same for the sequence modules and the
+    cells. Every array it reaches is private to it (see _Module._tape_inputs)."""
+
+    record: object        # a functional.StackTape (sequence modules) or the backend's cache (cells)
+    input_shape: tuple    # the time-major input the kernels saw: (T, N, input_size)
+    unbatched: bool       # the caller's arrays had no batch axis
+    batch_first: bool = False
+
+
+class _ThreadState(threading.local):
+    """One thread's tape and gradients: threading.local runs __init__ once in every thread that
+    touches it, so a backward can only ever see the forward made in its own thread."""
+
+    def __init__(self):
+        self.tape: Optional[_Tape] = None
+        self.grads: dict = {}
 
 
 class _Module:
@@ -51,15 +95,42 @@ class _Module:
         self.cell = cell
         self.dtype = _check_dtype(dtype)
         self.device = check_device(device)
-        self._array_type = array_module(self.device).ndarray
         self._requested_backend = backend
+        # The backend first: without CuPy, resolve() raises the documented BackendUnavailableError
+        # (as .to("cuda") does) before array_module() could fail with a plain RuntimeError.
         self.backend = dispatch.resolve(backend, self.device, cell)
         self._kernels = dispatch.kernels(cell, self.backend)
+        self._array_type = array_module(self.device).ndarray
         self._rng = np.random.default_rng(seed)
         self._params: "OrderedDict[str, object]" = OrderedDict()
-        self.grads: dict = {}
+        self._thread = _ThreadState()
         self.training = True
-        self._tape = None
+
+    def __call__(self, *args, **kwargs):
+        # Through self.forward, so that a subclass overriding forward is not bypassed.
+        return self.forward(*args, **kwargs)
+
+    @property
+    def grads(self) -> dict:
+        """Gradients of the parameters by name, from the last backward() made in this thread."""
+        return self._thread.grads
+
+    @grads.setter
+    def grads(self, value: dict) -> None:
+        self._thread.grads = value
+
+    # A threading.local can be neither pickled nor deep-copied: a copy gets a fresh one, with no
+    # tape (there is no forward of its own to go back through) and the calling thread's gradients.
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_thread"] = state["_thread"].grads
+        return state
+
+    def __setstate__(self, state):
+        grads = state["_thread"]
+        self.__dict__.update(state)
+        self._thread = _ThreadState()
+        self.grads = grads
 
     # -- parameters -------------------------------------------------------------------------------
     def _init_params(self, shapes: "OrderedDict[str, tuple]", hidden_size: int) -> None:
@@ -142,6 +213,8 @@ class _Module:
 
         Raises
         ------
+        TypeError
+            When `state` is not a mapping (a list of pairs, say).
         KeyError
             When a name is missing or not one of the module's, naming both lists.
         ValueError
@@ -154,6 +227,9 @@ class _Module:
         >>> bool((a.weight_hh_l0 == b.weight_hh_l0).all())
         True
         """
+        if not isinstance(state, Mapping):
+            raise TypeError(f"load_state_dict expects a mapping of parameter names to arrays (like "
+                            f"the OrderedDict state_dict() returns), got a {type(state).__name__}")
         missing = [k for k in self._params if k not in state]
         unexpected = [k for k in state if k not in self._params]
         if missing or unexpected:
@@ -260,21 +336,33 @@ class _Module:
         kern = dispatch.kernels(self.cell, name)
         xp = array_module(device)
         self._params = OrderedDict((k, xp.asarray(to_host(v))) for k, v in self._params.items())
-        self.grads = {k: xp.asarray(to_host(v)) for k, v in self.grads.items()}
+        grads = {k: xp.asarray(to_host(v)) for k, v in self.grads.items()}
         self.device, self.backend, self._kernels = device, name, kern
         self._array_type = xp.ndarray
-        self._tape = None
+        # Every thread's tape lives on the old device: drop them all (other threads' gradients too).
+        self._thread = _ThreadState()
+        self.grads = grads
         return self
 
     def _xp(self):
         return array_module(self.device)
 
-    def _require_tape(self):
-        if self._tape is None:
+    def _require_tape(self) -> _Tape:
+        tape = self._thread.tape
+        if tape is None:
             raise RuntimeError(
                 "backward() needs a forward pass made in training mode first (call .train() before "
                 "the forward; in eval mode the forward keeps nothing for backward)")
-        return self._tape
+        return tape
+
+    def _tape_inputs(self, x_kernel, x_caller, xp):
+        """The input and the parameters for a training forward, as arrays the tape owns: x_kernel,
+        copied if it shares memory with the caller's x, and a copy of every parameter. A change to
+        either between forward and backward (x reused as a buffer, an optimizer step) then leaves
+        backward computing the gradients of the forward that was run (torch raises there instead)."""
+        if xp.may_share_memory(x_kernel, x_caller):
+            x_kernel = x_kernel.copy()
+        return x_kernel, OrderedDict((k, v.copy()) for k, v in self._params.items())
 
 
 class _RNNBase(_Module):
@@ -287,12 +375,17 @@ class _RNNBase(_Module):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, *, dtype="float32", backend=None, device="cpu",
-                 seed=None):
+                 seed=None, **unknown):
+        _refuse_unknown(self, unknown)
         self.input_size = _check_size(input_size, "input_size")
         self.hidden_size = _check_size(hidden_size, "hidden_size")
         self.num_layers = _check_size(num_layers, "num_layers")
         if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
             raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn("dropout option adds dropout after all but last recurrent layer, so non-zero "
+                          f"dropout expects num_layers greater than 1, but got dropout={dropout} and "
+                          f"num_layers={num_layers}", UserWarning, stacklevel=2)
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.dropout = float(dropout)
@@ -316,8 +409,7 @@ class _RNNBase(_Module):
     def _param_name(self, kind: str, layer: int, direction: int) -> str:
         return f"{kind}_l{layer}" + ("_reverse" if direction else "")
 
-    def _weights(self):
-        p = self._params
+    def _weights(self, p):
         out = []
         for layer in range(self.num_layers):
             dirs = []
@@ -447,21 +539,21 @@ class _RNNBase(_Module):
             if not np.all(host == T):
                 lengths_dev = xp.asarray(host.astype(np.int32))
         training = self.training
-        self._tape = None
+        params = self._params
+        if training:
+            x_tm, params = self._tape_inputs(x_tm, x, xp)
+        self._thread.tape = None
         out, h_n, c_n, tape = stack_forward(
-            self._kernels, self.cell, self._weights(), x_tm, h0, c0, lengths_dev, training,
+            self._kernels, self.cell, self._weights(params), x_tm, h0, c0, lengths_dev, training,
             self.dropout, self._dropout_mask, xp)
         if training:
-            tape.batch_first, tape.unbatched = self.batch_first, unbatched
-            self._tape = tape
+            self._thread.tape = _Tape(tape, (T, N, self.input_size), unbatched, self.batch_first)
         if unbatched:
             out, h_n = out[:, 0], h_n[:, 0]
             c_n = None if c_n is None else c_n[:, 0]
         elif self.batch_first:
             out = out.transpose(1, 0, 2)
         return out, ((h_n, c_n) if self.cell.has_cell_state else h_n)
-
-    __call__ = forward
 
     # -- backward ---------------------------------------------------------------------------------
     def backward(self, dout, dhn=None):
@@ -521,7 +613,8 @@ class _RNNBase(_Module):
             dout_tm = dout.transpose(1, 0, 2) if tape.batch_first else dout
         dout_tm = xp.ascontiguousarray(dout_tm)
         dh_n, dc_n = self._state_arrays(dhn, "dhn", ("dh_n", "dc_n"), N, tape.unbatched, xp)
-        dx, dh0, dc0, grads = stack_backward(self._kernels, self.cell, tape, dout_tm, dh_n, dc_n, xp)
+        dx, dh0, dc0, grads = stack_backward(self._kernels, self.cell, tape.record, dout_tm, dh_n,
+                                             dc_n, xp)
         self.grads = self._named_grads(grads)
         if tape.unbatched:
             dx, dh0 = dx[:, 0], dh0[:, 0]
@@ -646,7 +739,8 @@ class _CellBase(_Module):
         return self._CELL
 
     def __init__(self, input_size, hidden_size, bias=True, *, dtype="float32", backend=None,
-                 device="cpu", seed=None):
+                 device="cpu", seed=None, **unknown):
+        _refuse_unknown(self, unknown)
         self.input_size = _check_size(input_size, "input_size")
         self.hidden_size = _check_size(hidden_size, "hidden_size")
         self.bias = bool(bias)
@@ -660,8 +754,7 @@ class _CellBase(_Module):
         return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}, "
                 f"dtype={self.dtype.name}, device={self.device!r}, backend={self.backend!r})")
 
-    def _weights(self):
-        p = self._params
+    def _weights(self, p):
         return p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh")
 
     def _state(self, value, name, batch, unbatched, xp):
@@ -696,7 +789,7 @@ class _CellBase(_Module):
             if not self._ready(hx, state):
                 return None
             h, c = hx, None
-        self._tape = None
+        self._thread.tape = None
         p = self._params
         weights = LayerWeights(w_ih=p["weight_ih"], w_hh=p["weight_hh"], b_ih=p.get("bias_ih"),
                                b_hh=p.get("bias_hh"))
@@ -764,15 +857,18 @@ class _CellBase(_Module):
             c = self._state(hx[1], "hx[1] (c)", N, unbatched, xp)
         else:
             h, c = self._state(hx, "hx", N, unbatched, xp), None
-        w_ih, w_hh, b_ih, b_hh = self._weights()
+        params = self._params
+        if self.training:
+            x2, params = self._tape_inputs(x2, x, xp)
+        w_ih, w_hh, b_ih, b_hh = self._weights(params)
         weights = LayerWeights(w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
-        self._tape = None
+        self._thread.tape = None
         if self.training or self._kernels.step is None:
             result = self._kernels.forward(ForwardRequest(
                 cell=self.cell, x=x2[None], h0=h, c0=c, weights=weights, training=self.training))
             h1, c1 = result.h_n, result.c_n
             if self.training:
-                self._tape = (result.cache, N, unbatched)
+                self._thread.tape = _Tape(result.cache, (1, N, self.input_size), unbatched)
         else:
             result = self._kernels.step(StepRequest(cell=self.cell, x=x2, h=h, c=c, weights=weights))
             h1, c1 = result.h, result.c
@@ -780,8 +876,6 @@ class _CellBase(_Module):
             h1 = h1[0]
             c1 = None if c1 is None else c1[0]
         return (h1, c1) if self.cell.has_cell_state else h1
-
-    __call__ = forward
 
     def backward(self, dh, dc=None):
         """Gradients of the last training-mode step.
@@ -819,7 +913,8 @@ class _CellBase(_Module):
         >>> dx.shape, dh.shape, cell.grads["weight_hh"].shape
         ((2, 4), (2, 8), (24, 8))
         """
-        cache, N, unbatched = self._require_tape()
+        tape = self._require_tape()
+        cache, N, unbatched = tape.record, tape.input_shape[1], tape.unbatched
         xp = self._xp()
         dh = self._state(dh, "dh", N, unbatched, xp)
         dc = self._state(dc, "dc", N, unbatched, xp) if self.cell.has_cell_state else None

@@ -134,7 +134,7 @@ def test_lengths_wrong_shape(backend, lengths):
 
 def test_lengths_must_be_integers(backend):
     m = _module("gru", backend)
-    with pytest.raises(TypeError, match="lengths must be integers"):
+    with pytest.raises(TypeError, match="lengths must be whole numbers, got 1.5"):
         m(_x(backend), lengths=[1.5, 2.0, 3.0])
 
 

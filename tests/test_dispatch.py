@@ -144,7 +144,9 @@ def test_empty_env_var_means_auto(monkeypatch, value):
 
 def test_unknown_env_var_backend_is_a_clear_error(monkeypatch):
     monkeypatch.setenv(dispatch.ENV_VAR, "fortran")
-    with pytest.raises(fr.BackendUnavailableError, match=r"unknown backend 'fortran'; registered: numpy"):
+    with pytest.raises(fr.BackendUnavailableError,
+                       match=r"unknown backend 'fortran' \(from the FASTRNN_BACKEND environment "
+                             r"variable\); registered: numpy"):
         fr.LSTM(3, 4)
 
 

@@ -6,9 +6,12 @@ Taylor polynomial and an exponent built by bit manipulation, all plain arithmeti
 them becomes SIMD code. Each helper is typed on its argument: float32 arguments keep float32
 constants (no silent float64 promotion), float64 arguments get a longer polynomial.
 
-Accuracy: relative error of exp below ~2e-7 (float32) and ~2e-16 (float64) on the clamped range;
-sigmoid and tanh are then accurate to a few ulp in absolute terms, which is what the tolerance on the
-outputs and gradients measures. NaN propagates: the clamps compare so that a NaN falls through.
+Accuracy: relative error of exp below ~2e-7 (float32) and ~2e-16 (float64) where exp is a normal
+number; within half a ln 2 of the ends exp goes to 0 or inf early (absolute error below the smallest
+normal number, or an inf where exp is above ~2.4e38 / ~9e307). sigmoid and tanh are then accurate to
+a few ulp in absolute terms, which is what the tolerance on the outputs and gradients measures, and
+saturate exactly (sigmoid(-inf) = 0, tanh(+-inf) = +-1), so non-finite input gives the reference's
+pattern of NaN and inf. NaN propagates: the clamps compare so that a NaN falls through.
 """
 from __future__ import annotations
 
@@ -57,10 +60,12 @@ def relu(x):
 def _fexp(x):
     if x == types.float32:
         def impl(x):
-            # Clamp so that the exponent field neither overflows nor goes subnormal; a NaN passes
-            # both comparisons unchanged and poisons r below.
-            x = np.float32(-87.0) if x < np.float32(-87.0) else x
-            x = np.float32(88.0) if x > np.float32(88.0) else x
+            # Clamp so that the exponent k lands on exactly -127 or 128 at the ends: the bit pattern
+            # below is then 0.0 or +inf, so exp(-inf) is exactly 0 and exp(inf) is inf, as in libm
+            # (sigmoid(-inf) must be 0, not ~1e-39, or a later 0 * inf = NaN becomes inf). A NaN
+            # passes both comparisons unchanged and poisons r below.
+            x = np.float32(-88.0) if x < np.float32(-88.0) else x
+            x = np.float32(89.0) if x > np.float32(89.0) else x
             # Round to nearest by adding and removing 1.5 * 2**23 (np.floor is a libm call).
             kf = (x * np.float32(1.4426950408889634) + np.float32(12582912.0)) - np.float32(12582912.0)
             # ln 2 split in two so that kf * ln2_hi is exact in float32 (ln2_hi has 9 bits).
@@ -79,8 +84,9 @@ def _fexp(x):
         return impl
     if x == types.float64:
         def impl(x):
-            x = -708.0 if x < -708.0 else x
-            x = 709.0 if x > 709.0 else x
+            # As for float32: the ends give k = -1023 (0.0) and k = 1024 (+inf).
+            x = -709.0 if x < -709.0 else x
+            x = 710.0 if x > 710.0 else x
             kf = (x * 1.4426950408889634 + 6755399441055744.0) - 6755399441055744.0
             # ln2_hi has 32 significant bits so kf * ln2_hi is exact for |kf| < 2**21.
             r = x - kf * 0.6931471803691238 - kf * 1.9082149292705877e-10
