@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastrnn import dispatch
+from fastrnn.numerics import vs_reference
 
 from support import (CELL_KINDS, Case, assert_all_close, check_dtypes, load, make_cell, make_module,
                      random_params)
-from tolerances import vs_reference
 
 LAYOUTS = ("c", "fortran", "negative", "strided", "readonly", "broadcast")
 CPU_BACKENDS = dispatch.backends("cpu")
