@@ -184,8 +184,9 @@ def busy_warning(record: dict) -> Optional[str]:
 def describe_threads(record: dict) -> str:
     threads = record.get("machine", {}).get("threads", {})
     if "by_contestant" not in threads:   # a record from before process isolation
-        parts = [f"{k} {threads[k]}" for k in ("torch", "numba") if threads.get(k) is not None]
-        return "; ".join(parts) or "?"
+        parts = [f"{name} {threads[k]}" for k, name in (("torch", "PyTorch"), ("numba", "Numba"))
+                 if threads.get(k) is not None]
+        return ", ".join(parts) or "?"
     parts = []
     for name, found in threads["by_contestant"].items():
         libs = [f"OpenBLAS {'/'.join(map(str, sorted(set(found['openblas'].values()))))}"
