@@ -33,7 +33,7 @@ PRIORS = {
     "numba": Prior(155, 2.5e-6, 20e-6, 10e-6, 0.3, 1.0),
     "torch-cpu": Prior(150, 5e-6, 55e-6, 32e-6, 0.05, 2.5),
     "gemm-floor-cpu": Prior(175, 3e-6, 20e-6, 7e-6, 0.0, 0.5),
-    "reference": Prior(50, 40e-6, 120e-6, 60e-6, 0.0, 0.5),
+    "reference": Prior(30, 40e-6, 120e-6, 60e-6, 0.0, 0.5),   # float64, one thread
 }
 DEFAULT_PRIOR = {"cpu": PRIORS["numba"], "cuda": Prior(5000, 20e-6, 60e-6, 30e-6, 2.0, 4.0)}
 BUILD_S = 0.005   # making the case's data and module, per case

@@ -37,6 +37,10 @@ Launch = Callable[[dict, Callable[[dict], None]], tuple[int, str]]
 
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
+# The float64 reference is computed with one BLAS thread: it is not timed, and with two threads on two
+# busy cores OpenBLAS's spinning made it ten times slower (measured: 18 s against 1.9 s).
+REFERENCE_THREADS = 1
+
 
 def launch_process(job: dict, on_line: Callable[[dict], None]) -> tuple[int, str]:
     """Run `job` in a fresh `python -m fastrnn.benchmarking.worker`, importing this same fastrnn, with
@@ -196,7 +200,7 @@ def _spec(job: Job, by_name: dict, budget: Budget, threads: int, dtypes, ref_dir
     cases whose reference failed."""
     if job.unit == "reference":
         return {"role": "reference", "cases": [c.to_dict() for c in job.cases],
-                "reference_dir": ref_dir, "threads": threads}
+                "reference_dir": ref_dir, "threads": REFERENCE_THREADS}
     job.cases = [c for c in job.cases if collector.usable(job.unit, c.key)
                  and collector.reference.get(c.key, {}).get("status", "ok") == "ok"]
     unit = by_name[job.unit]
