@@ -119,7 +119,7 @@ def bench(args, parser) -> int:
     threads = args.threads or usable_cpus()
     print(f"fastrnn bench: {len(cases)} cases x {len(available)} contestants "
           f"({', '.join(c.name for c in available)}) and the GEMM floor, {rounds} rounds, "
-          f"{threads} threads", file=sys.stderr)
+          f"{threads} thread{'' if threads == 1 else 's'}", file=sys.stderr)
     record = run_benchmarks(cases, contestants, budget=budget, rounds=rounds, threads=threads,
                             grid=grid, check=not args.no_check, show_progress=not args.quiet)
     out = Path(args.out or DEFAULT_OUT)

@@ -14,7 +14,8 @@ def short_summary(record: dict, report_path, other_paths: Sequence = ()) -> str:
     wall = m.get("wall_s")
     lines = [f"fastrnn bench: {len(record.get('cases', []))} cases x {', '.join(ran)} (and the GEMM "
              f"floor), {s.get('rounds', '?')} rounds, each contestant in its own process, "
-             f"{s.get('threads', '?')} threads; {cpu.get('model', '?')}, commit {commit}"
+             f"{s.get('threads', '?')} thread{'' if s.get('threads') == 1 else 's'}; "
+             f"{cpu.get('model', '?')}, commit {commit}"
              + (f"; {wall:.0f} s" if wall else "")]
     warning = busy_warning(record)
     if warning:
