@@ -1,4 +1,4 @@
-"""Two numbers issue 3 asks for beside the speed table, each measured in fresh processes:
+"""Two numbers published beside the speed table, each measured in fresh processes:
 
 * compile time of the first call of every cell (float32 and float64, training forward + backward and
   the inference step) with an empty Numba cache, then again with the cache that run left behind;

@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import pytest
 
-from fastrnn.benchmarking.runner import check_against_reference, reference_for
+from fastrnn.benchmarking.check import check_against_reference, reference_for
 from fastrnn.benchmarking.workloads import make_problem, make_workload
 
 

@@ -21,12 +21,13 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser(
         "bench", help="benchmark every backend against PyTorch and write a report",
         description="Check every available backend against the NumPy reference, time it next to "
-                    "PyTorch and the GEMM floor, and write bench.json, report.md and PNG plots "
-                    "into --out. With --compare, lay two bench.json records side by side instead.")
+                    "PyTorch and the GEMM floor (each contestant in its own process, in rounds), and "
+                    "write bench.json, report.md and PNG plots into --out; stdout gets a short "
+                    "summary. With --compare, lay bench.json records side by side instead.")
     size = bench.add_mutually_exclusive_group()
     size.add_argument("--quick", dest="preset", action="store_const", const="quick",
-                      help="the quick grid (default): the issue-3 speed table and an LSTM batch "
-                           "sweep, about two minutes on two cores")
+                      help="the quick grid (default): the cases with published targets and an "
+                           "LSTM inference batch sweep; about five minutes on two cores")
     size.add_argument("--full", dest="preset", action="store_const", const="full",
                       help="the full DeepBench-style grid: H in {256,512,1024}, N in {1,4,16,32,64}, "
                            "T in {25,100}, training and inference")
@@ -44,15 +45,22 @@ def _parser() -> argparse.ArgumentParser:
                        help="training and/or inference (default both)")
     bench.add_argument("--out", default=None, metavar="DIR",
                        help=f"output folder (default ./{DEFAULT_OUT})")
-    bench.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),
-                       help="compare two records instead of measuring")
+    bench.add_argument("--compare", nargs="+", metavar="JSON",
+                       help="compare records instead of measuring: the first against each other "
+                            "(files that are not bench records are skipped with a note)")
+    bench.add_argument("--rounds", type=int, metavar="N",
+                       help="rounds: each contestant is timed once per round in a fresh process "
+                            "(default 3 quick, 5 full)")
+    bench.add_argument("--threads", type=int, metavar="N",
+                       help="threads for every library of every contestant (default: all usable "
+                            "CPUs)")
     bench.add_argument("--time-budget", type=float, metavar="SECONDS",
-                       help="seconds of timed samples per measurement (default 0.5 quick, 1 full); "
-                            "at least 5 samples are taken whatever the budget")
+                       help="seconds of timed samples per contestant, case and round (default "
+                            "0.15 quick, 0.3 full); a few samples are taken whatever the budget")
     bench.add_argument("--no-check", action="store_true",
                        help="skip the check against the NumPy reference (not recommended)")
     bench.add_argument("--no-plots", action="store_true", help="write no PNG plots")
-    bench.add_argument("--quiet", action="store_true", help="no progress bar, no report on stdout")
+    bench.add_argument("--quiet", action="store_true", help="no progress bar, no summary on stdout")
 
     sub.add_parser("info", help="versions, machine, and which backends run here (and why not)")
     return parser
@@ -75,7 +83,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def bench(args, parser) -> int:
     from .benchmarking import backends as bk
     from .benchmarking.grid import build_grid, parse_shape
-    from .benchmarking.timing import FULL, QUICK
+    from .benchmarking.threads import usable_cpus
+    from .benchmarking.timing import FULL, QUICK, ROUNDS
 
     if args.compare:
         return compare(args)
@@ -88,6 +97,11 @@ def bench(args, parser) -> int:
         parser.error(str(exc))
     if not cases:
         parser.error("the options select no case")
+    for name, value in (("--rounds", args.rounds), ("--threads", args.threads)):
+        if value is not None and value < 1:
+            parser.error(f"{name} must be at least 1")
+    if args.time_budget is not None and args.time_budget < 0:
+        parser.error("--time-budget must be >= 0")
     available = [c for c in contestants if c.available]
     for c in contestants:
         if not c.available:
@@ -95,19 +109,21 @@ def bench(args, parser) -> int:
     if not available:
         print("fastrnn bench: no selected backend can run here", file=sys.stderr)
         return 1
-    print(f"fastrnn bench: {len(cases)} cases x {len(available)} backends "
-          f"({', '.join(c.name for c in available)})", file=sys.stderr)
 
     from .benchmarking.report import JSON_NAME, REPORT_NAME, failed_rows, markdown_report, save_record
     from .benchmarking.runner import run_benchmarks
+    from .benchmarking.summary import short_summary
 
     grid = "custom" if shapes else args.preset
     budget = FULL if grid == "full" else QUICK
     if args.time_budget is not None:
-        if args.time_budget < 0:
-            parser.error("--time-budget must be >= 0")
         budget = replace(budget, target_s=args.time_budget)
-    record = run_benchmarks(cases, contestants, budget=budget,
+    rounds = args.rounds or ROUNDS["full" if grid == "full" else "quick"]
+    threads = args.threads or usable_cpus()
+    print(f"fastrnn bench: {len(cases)} cases x {len(available)} contestants "
+          f"({', '.join(c.name for c in available)}) and the GEMM floor, {rounds} rounds, "
+          f"{threads} thread{'' if threads == 1 else 's'}", file=sys.stderr)
+    record = run_benchmarks(cases, contestants, budget=budget, rounds=rounds, threads=threads,
                             grid=grid, check=not args.no_check, show_progress=not args.quiet)
     out = Path(args.out or DEFAULT_OUT)
     json_path = save_record(record, out / JSON_NAME)
@@ -119,13 +135,10 @@ def bench(args, parser) -> int:
             plots = write_plots(record, out)
         except ImportError as exc:
             print(f"fastrnn bench: no plots: {exc} (pip install 'fastrnn[bench]')", file=sys.stderr)
-    text = markdown_report(record, [str(p) for p in plots])
     report_path = out / REPORT_NAME
-    report_path.write_text(text)
+    report_path.write_text(markdown_report(record, [str(p) for p in plots]))
     if not args.quiet:
-        print(text)
-    print(f"fastrnn bench: wrote {json_path}, {report_path}"
-          + "".join(f", {p}" for p in plots), file=sys.stderr)
+        print(short_summary(record, report_path, [json_path, *plots]))
     bad = failed_rows(record)
     if bad:
         print(f"fastrnn bench: {bad} measurement(s) failed or did not match the reference; see "
@@ -135,13 +148,20 @@ def bench(args, parser) -> int:
 
 
 def compare(args) -> int:
-    from .benchmarking.compare import compare_files
+    from .benchmarking.compare import compare_records
+    from .benchmarking.report import load_record
 
-    try:
-        text = compare_files(*args.compare)
-    except ValueError as exc:
-        print(f"fastrnn bench --compare: {exc}", file=sys.stderr)
+    records = []
+    for path in args.compare:
+        try:
+            records.append((path, load_record(path)))
+        except ValueError as exc:
+            print(f"fastrnn bench --compare: skipping {exc}", file=sys.stderr)
+    if len(records) < 2:
+        print("fastrnn bench --compare: needs two bench records or more", file=sys.stderr)
         return 2
+    (name_a, a), rest = records[0], records[1:]
+    text = "\n".join(compare_records(a, b, name_a, name_b) for name_b, b in rest)
     print(text)
     if args.out:
         out = Path(args.out)

@@ -1,5 +1,6 @@
-"""The benchmark machinery: grid, timing, GEMM floor, JSON record, Markdown report, comparison, plots,
-and the `fastrnn` command (info, a tiny bench run, --compare). Fast: tiny shapes, tiny time budgets.
+"""The benchmark machinery: grid, timing, intervals, cost model, worker processes, GEMM floor, JSON
+record, Markdown report, comparison, plots, and the `fastrnn` command (info, a tiny bench run,
+--compare). Fast: tiny shapes, tiny time budgets.
 """
 from __future__ import annotations
 
@@ -16,96 +17,34 @@ import pytest
 from fastrnn import dispatch
 from fastrnn.benchmarking import backends as bk
 from fastrnn.benchmarking.compare import compare_records
+from fastrnn.benchmarking.cost import CostModel
 from fastrnn.benchmarking.floor import gemm_plan, plan_flops
-from fastrnn.benchmarking.grid import (MODES, Case, build_grid, full_grid, issue3_cases, parse_shape,
-                                       quick_grid)
+from fastrnn.benchmarking.grid import (MODES, Case, build_grid, full_grid, parse_shape, quick_grid,
+                                       target_cases)
+from fastrnn.benchmarking.intervals import ratio_interval, verdict
 from fastrnn.benchmarking.plots import write_plots
 from fastrnn.benchmarking.progress import Progress
 from fastrnn.benchmarking.report import (derive, load_record, markdown_report, save_record,
                                          targets_table)
-from fastrnn.benchmarking.runner import FORMAT, run_case
-from fastrnn.benchmarking.timing import (SMOKE, Budget, HostTimer, Stats, measure,
-                                        measure_together)
+from fastrnn.benchmarking.runner import FORMAT, launch_in_process, plan_jobs, run_benchmarks
+from fastrnn.benchmarking.summary import short_summary
+from fastrnn.benchmarking.timing import QUICK, SMOKE, Budget, HostTimer, measure
 from fastrnn.cli import main
 from fastrnn.contract import CellKernels, ForwardRequest, ForwardResult
+
+from bench_records import (LSTM_TRAIN, MACHINE, case_entry, cpu_record, fake_record, sweep_record,
+                           timed_row)
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 HAS_MPL = importlib.util.find_spec("matplotlib") is not None
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-# -- fake records: the report code is tested on numbers we choose ---------------------------------
-
-MACHINE = {
-    "date": "2026-01-02T03:04:05+00:00",
-    "cpu": {"model": "Test CPU", "logical_cpus": 2, "physical_cores": 2, "usable_cpus": 2,
-            "memory_gib": 8.0, "platform": "Linux", "python": "3.11"},
-    "gpus": [], "threads": {"torch": 2, "numba": 2, "env": {}},
-    "versions": {"fastrnn": "0.1.0", "numpy": "2.0"}, "git": {"commit": "0123456789abcdef", "dirty": False},
-}
-
-
-def _stats(median):
-    return Stats.from_samples([median * 0.95, median, median * 1.05], first_call_s=median * 10).to_dict()
-
-
-def _row(backend, device, median, status="ok", error=None):
-    return {"backend": backend, "device": device, "status": status,
-            "time": _stats(median) if median is not None else None,
-            "check": {"T": 4, "max_rel_err": 2e-7, "tensor": "out", "tolerance": 1e-4,
-                      "passed": status == "ok"},
-            "error": error}
-
-
-def _entry(case, rows, floors):
-    return {"case": case.to_dict(), "label": case.label, "key": case.key, "flops": case.flops,
-            "check_T": 4, "floors": {d: _stats(t) for d, t in floors.items()}, "results": rows}
-
-
-def fake_record(entries, gpus=()):
-    machine = dict(MACHINE, gpus=[{"name": g, "driver": "550.0", "memory": "80 GiB",
-                                   "compute_capability": "9.0"} for g in gpus])
-    return {"format": FORMAT, "format_version": 1, "grid": "custom", "machine": machine,
-            "settings": {"budget": {"warmup": 1, "min_repeats": 5, "max_repeats": 50},
-                         "timing": {"cpu": "perf_counter", "cuda": "CUDA events"}, "tf32": "off",
-                         "check": {"enabled": True, "tolerance": {"float32": 1e-4},
-                                   "flop_budget": 5e9}},
-            "contestants": [{"name": "cupy", "device": "cuda", "torch": False, "available": False,
-                             "reason": "no GPU here"}],
-            "peak_gemm": [{"device": "cpu", "dtype": "float32", "n": 1024, "gflops": 300.0}],
-            "cases": entries}
-
-
-LSTM_TRAIN = Case("lstm", "training", 100, 32, 256, 256, target=2.0)
-GRU_TRAIN = Case("gru", "training", 100, 32, 256, 256, target=1.8)
-
-
-def cpu_record(numba_lstm=2e-3, numba_gru=4e-3):
-    return fake_record([
-        _entry(LSTM_TRAIN, [_row("numba", "cpu", numba_lstm), _row("torch-cpu", "cpu", 4e-3),
-                            _row("numpy", "cpu", 8e-3)], {"cpu": 1e-3}),
-        _entry(GRU_TRAIN, [_row("numba", "cpu", numba_gru), _row("torch-cpu", "cpu", 5e-3),
-                           _row("numpy", "cpu", None, "check_failed", "out differs")], {"cpu": 1e-3}),
-    ])
-
-
-def sweep_record():
-    """An LSTM batch sweep on CPU and GPU contestants, for the throughput chart."""
-    entries = []
-    for n in (1, 4, 16, 64):
-        case = Case("lstm", "inference", 100, n, 256, 256)
-        entries.append(_entry(case, [_row("numba", "cpu", 1e-3 * n ** 0.5),
-                                     _row("torch-cpu", "cpu", 2e-3 * n ** 0.5),
-                                     _row("cupy", "cuda", 3e-4), _row("torch-cuda", "cuda", 5e-4)],
-                              {"cpu": 5e-4 * n ** 0.5, "cuda": 1e-4}))
-    return fake_record(entries, gpus=["NVIDIA H100"])
-
-
 # -- grid -----------------------------------------------------------------------------------------
 
-def test_quick_grid_holds_the_issue3_table_with_targets():
+def test_quick_grid_holds_the_cases_with_targets():
     quick = {c: c.target for c in quick_grid()}
-    for case in issue3_cases():
+    for case in target_cases():
         assert quick[case] == case.target
     step = [c for c in quick if c.kind == "step"]
     assert step == [Case("lstm", "inference", 1000, 1, 128, 128, kind="step")]
@@ -117,7 +56,7 @@ def test_full_grid_is_deepbench_style():
     for cell, H, N, T, mode in product(("lstm", "gru", "rnn_tanh"), (256, 512, 1024),
                                        (1, 4, 16, 32, 64), (25, 100), MODES):
         assert Case(cell, mode, T, N, H, H) in full
-    assert set(issue3_cases()) <= full
+    assert set(target_cases()) <= full
 
 
 def test_build_grid_filters_and_custom_shapes():
@@ -156,38 +95,40 @@ def test_gemm_plan_does_the_cases_flops(case):
 
 # -- timing ---------------------------------------------------------------------------------------
 
-def test_measure_excludes_the_first_call():
-    import time
-
+def test_measure_warms_up_then_takes_samples():
     calls = []
-
-    def fn():
-        calls.append(1)
-        if len(calls) == 1:
-            time.sleep(0.05)  # "compilation"
-
-    stats = measure(fn, HostTimer(), Budget(warmup=1, target_s=0.0, min_repeats=6, max_repeats=6,
-                                            min_sample_s=0.0))
-    assert stats.first_call_s >= 0.05
-    assert stats.median < 0.01 and stats.n == 6 and stats.inner == 1
-    assert len(calls) == 1 + 1 + 1 + 6  # first, warm-up, switch-in/calibration, samples
-    assert stats.min <= stats.q1 <= stats.median <= stats.q3 <= stats.max
-
-
-def test_measure_together_takes_turns_in_blocks():
-    order = []
-    calls = [(lambda: order.append("a"), HostTimer()), (lambda: order.append("b"), HostTimer())]
-    stats = measure_together(calls, Budget(target_s=0.0, min_repeats=3, max_repeats=3,
-                                           min_sample_s=0.0, blocks=2))
-    assert [s.n for s in stats] == [3, 3]
-    # each block: one untimed switch-in call, then that block's samples; the order rotates
-    assert "".join(order) == "aaa" + "bbb" + "bb" + "aa"
+    samples, inner = measure(lambda: calls.append(1), HostTimer(),
+                             Budget(warmup=2, target_s=0.0, min_repeats=6, max_repeats=6,
+                                    min_sample_s=0.0))
+    assert len(samples) == 6 and inner == 1
+    assert len(calls) == 2 + 1 + 6  # warm-up, calibration, samples
+    assert all(s < 0.01 for s in samples)
 
 
 def test_measure_batches_short_calls():
-    stats = measure(lambda: None, HostTimer(), Budget(warmup=0, target_s=0.0, min_repeats=3,
-                                                      max_repeats=3, min_sample_s=1e-3))
-    assert stats.inner > 1 and stats.n == 3
+    samples, inner = measure(lambda: None, HostTimer(), Budget(warmup=0, target_s=0.0, min_repeats=3,
+                                                               max_repeats=3, min_sample_s=1e-3))
+    assert inner > 1 and len(samples) == 3
+
+
+# -- intervals and verdicts -----------------------------------------------------------------------
+
+def test_speedup_interval_holds_the_speedup_and_widens_when_rounds_disagree():
+    steady = [[1.0, 1.01, 0.99]] * 3
+    low, high = ratio_interval(steady, [[0.5, 0.505, 0.495]] * 3)
+    assert low <= 2.0 <= high and high - low < 0.1
+    # one round of the baseline twice as slow: the interval must cover both situations
+    low, high = ratio_interval([[1.0, 1.01, 0.99], [2.0, 2.02, 1.98], [1.0, 1.0, 1.01]],
+                               [[0.5, 0.505, 0.495]] * 3)
+    assert low < 2.1 and high > 3.5
+    assert ratio_interval([[1.0]], [[]]) is None
+
+
+@pytest.mark.parametrize("speedup, ci, target, expected", [
+    (2.5, (2.2, 2.8), 2.0, "yes"), (1.5, (1.2, 1.8), 2.0, "no"), (1.9, (1.6, 2.3), 2.0, "unstable"),
+    (2.1, None, 2.0, "yes"), (1.9, None, 2.0, "no"), (2.0, (1.8, 2.2), None, None)])
+def test_verdict_is_unstable_when_the_interval_straddles_the_target(speedup, ci, target, expected):
+    assert verdict(speedup, ci, target) == expected
 
 
 # -- derived numbers, report, JSON ----------------------------------------------------------------
@@ -197,47 +138,75 @@ def test_derived_numbers():
     entry = record["cases"][0]
     d = derive(entry, entry["results"][0])
     assert d["speedup_vs_torch"] == pytest.approx(2.0)
+    low, high = d["speedup_ci95"]
+    assert low < 2.0 < high and high / low < 1.3
+    assert d["target_met"] == "unstable"   # 2.0x against a 2x target: the interval straddles it
     assert d["floor_share"] == pytest.approx(0.95e-3 / 2e-3)  # the floor's fastest sample
     assert d["gflops"] == pytest.approx(LSTM_TRAIN.flops / 2e-3 / 1e9)
     assert d["us_per_step"] == pytest.approx(20.0)
     assert d["peak_share"] is None  # the peak GEMM rate is in the record
     assert derive(entry, entry["results"][0], record)["peak_share"] == pytest.approx(d["gflops"] / 300)
+    baseline = derive(entry, entry["results"][1])
+    assert baseline["speedup_vs_torch"] == 1.0 and baseline["speedup_ci95"] is None
+    assert baseline["target_met"] is None  # PyTorch is not held to fastrnn's targets
     failed = derive(record["cases"][1], record["cases"][1]["results"][2])
-    assert failed["speedup_vs_torch"] is None
+    assert failed["speedup_vs_torch"] is None and failed["speedup_ci95"] is None
 
 
 def test_markdown_report():
     text = markdown_report(cpu_record(), ["out/speedup.png"])
-    assert "Test CPU" in text and "0123456789ab" in text and "PyTorch 2" in text
+    assert "Test CPU" in text and "0123456789ab" in text
+    assert "2 requested for every contestant" in text and "numba: OpenBLAS 2, Numba 2" in text
     assert "| lstm training (100,32,256) | numba | 2.00 |" in text
     assert "2.00x" in text and "48%" in text
+    assert "## How to read this" in text and "project's published goal" in text
+    assert "its own process" in text and "3 rounds" in text
     assert "cpu float32 1024³: 300 GFLOP/s" in text
     assert "Not run: **cupy** (cuda): no GPU here" in text
     assert "## Failures" in text and "numpy: check_failed: out differs" in text
     assert "numpy **CHECK_FAILED**" in text
     assert "![speedup](speedup.png)" in text
-    assert "busy" not in text
+    assert "busy" not in text and "issue" not in text.lower()
 
 
-def test_report_warns_when_the_machine_was_busy():
+@pytest.mark.parametrize("machine, busy", [
+    ({"load_before": [1.9, 1.5, 1.0]}, True), ({"other_cpu_share": 0.4}, True),
+    ({"load_before": [0.2, 0.2, 0.2], "other_cpu_share": 0.02}, False)])
+def test_report_warns_when_the_machine_was_busy(machine, busy):
     record = cpu_record()
-    record["machine"] = dict(MACHINE, load_before=[1.9, 1.5, 1.0])
-    assert "the machine was busy with other work" in markdown_report(record)
+    record["machine"] = dict(MACHINE, **machine)
+    assert ("the machine was busy with other work" in markdown_report(record)) == busy
 
 
 def test_targets_table_says_which_targets_are_met():
-    table = targets_table(cpu_record(numba_lstm=1e-3, numba_gru=4e-3))
-    lstm, gru = [line for line in table.splitlines() if "training" in line]
+    record = cpu_record(numba_lstm=1e-3, numba_gru=4e-3)
+    record["cases"].append(case_entry(Case("lstm", "inference", 100, 32, 256, 256, target=1.0),
+                                  [timed_row("numba", "cpu", 3e-3), timed_row("torch-cpu", "cpu", 3e-3)],
+                                  {"cpu": 1e-3}))
+    table = targets_table(record)
+    lstm, gru, lstm_inf = [line for line in table.splitlines() if "(100,32,256)" in line]
     assert "4.00x" in lstm and ">= 2x" in lstm and "| yes |" in lstm
     assert "1.25x" in gru and ">= 1.8x" in gru and "**no**" in gru
+    assert "1.00x" in lstm_inf and "*unstable*" in lstm_inf
     assert "numpy" not in table  # the reference is not held to the targets
+
+
+def test_short_summary_gives_verdicts_and_the_report_path():
+    text = short_summary(cpu_record(numba_lstm=1e-3), "out/report.md")
+    assert len(text.splitlines()) <= 8
+    assert "3 rounds, each contestant in its own process, 2 threads" in text
+    assert "lstm training (100,32,256)  numba    4.00x" in text and "yes" in text
+    assert "Targets: 1 yes, 1 no, 0 unstable" in text
+    assert text.splitlines()[-1] == "Full report: out/report.md"
 
 
 def test_json_record_round_trips(tmp_path):
     record = cpu_record()
     path = save_record(record, tmp_path / "sub" / "bench.json")
     loaded = load_record(path)
-    assert loaded["cases"][0]["results"][0]["derived"]["speedup_vs_torch"] == pytest.approx(2.0)
+    derived = loaded["cases"][0]["results"][0]["derived"]
+    assert derived["speedup_vs_torch"] == pytest.approx(2.0)
+    assert derived["speedup_ci95"][0] < 2.0 < derived["speedup_ci95"][1]
     assert loaded["machine"] == record["machine"]
     (tmp_path / "other.json").write_text(json.dumps({"hello": 1}))
     with pytest.raises(ValueError, match="not a fastrnn benchmark record"):
@@ -248,7 +217,7 @@ def test_json_record_round_trips(tmp_path):
 
 def test_compare_records():
     a, b = cpu_record(numba_lstm=2e-3), cpu_record(numba_lstm=1e-3)
-    b["cases"][0]["results"].append(_row("cupy", "cuda", 2.5e-4))
+    b["cases"][0]["results"].append(timed_row("cupy", "cuda", 2.5e-4))
     text = compare_records(a, b, "a.json", "b.json")
     same = [line for line in text.splitlines() if line.startswith("| lstm training") and "numba" in line]
     assert same[0].split("|")[3:6] == [" 2.00 ", " 1.00 ", " 2.00x "]
@@ -270,24 +239,48 @@ def test_plots_are_pngs(tmp_path, record):
         assert data.startswith(PNG_MAGIC) and len(data) > 5000
 
 
-# -- progress bar ---------------------------------------------------------------------------------
+# -- cost model and progress bar ------------------------------------------------------------------
 
-def test_progress_writes_one_line_per_step_off_a_terminal():
-    stream = io.StringIO()
-    bar = Progress(4.0, stream=stream)
-    for amount, label in ((1.0, "a"), (1.0, "b"), (2.0, "c")):
-        bar.show(label)  # redraws only on a terminal
-        bar.advance(amount, label)
+def test_cost_model_corrects_its_prediction_from_what_it_measures():
+    cases = [Case("lstm", "training", 100, 32, 256, 256), Case("gru", "training", 100, 32, 256, 256)]
+    numba = bk.Contestant("numba", "cpu", "fastrnn", None)
+    torch_ = bk.Contestant("torch-cpu", "cpu", "torch", None)
+    jobs = plan_jobs(cases, [numba, torch_], rounds=2, check=False)
+    assert [(j.unit, j.round) for j in jobs] == [("numba", 0), ("torch-cpu", 0), ("torch-cpu", 1),
+                                                 ("numba", 1)]
+    model = CostModel(jobs, QUICK)
+    start = model.remaining_s()
+    assert 1 < start < 120
+    # the machine turns out to be three times slower than the model's rates
+    first = jobs[0]
+    first.started = True
+    predicted = model.case_s(first, cases[0])
+    model.observe_case(first, cases[0], 3 * predicted)
+    assert model.case_s(jobs[1], cases[0]) == pytest.approx(3 * model._prior_case_s(jobs[1], cases[0]))
+    numba_startup = model.prior(first).startup_s  # spent: the first worker has started
+    assert model.remaining_s() == pytest.approx(3 * (start - predicted - numba_startup))
+    # from the second round on, a (contestant, case) is predicted by its own last time
+    assert model.case_s(jobs[3], cases[0]) == pytest.approx(3 * predicted)
+
+
+def test_progress_shows_the_time_left_it_is_given():
+    stream, now, left = io.StringIO(), [0.0], [30.0]
+    bar = Progress(lambda: left[0], stream=stream, now=lambda: now[0])
+    bar.show("not a step")           # redrawn only on a terminal
+    now[0], left[0] = 10.0, 30.0
+    bar.show("a", step=True)
+    now[0], left[0] = 40.0, 0.0
+    bar.show("b", step=True)
     bar.close()
     lines = stream.getvalue().splitlines()
-    assert len(lines) == 3
-    assert lines[0].startswith("[" + "#" * 6 + "-" * 18 + "]  25%") and lines[0].endswith("a")
-    assert lines[-1].startswith("[" + "#" * 24 + "] 100%") and lines[-1].endswith("c")
+    assert len(lines) == 2
+    assert lines[0].startswith("[" + "#" * 6 + "-" * 18 + "]  25% 0:10 eta 0:30") and lines[0].endswith("a")
+    assert lines[1].startswith("[" + "#" * 24 + "] 100% 0:40 eta 0:00")
 
 
-# -- the runner on a backend that gives wrong numbers ---------------------------------------------
+# -- the runner: rounds of workers ----------------------------------------------------------------
 
-def test_a_wrong_backend_is_reported_and_not_timed(monkeypatch):
+def _register_wrong_backend(monkeypatch):
     from fastrnn.reference import KERNELS as REF
 
     def wrong_forward(req: ForwardRequest) -> ForwardResult:
@@ -298,16 +291,50 @@ def test_a_wrong_backend_is_reported_and_not_timed(monkeypatch):
     module.KERNELS = {"lstm": CellKernels(forward=wrong_forward, backward=REF["lstm"].backward)}
     monkeypatch.setitem(sys.modules, module.__name__, module)
     dispatch.register_backend(dispatch.BackendInfo("wrong", "cpu", -5, module.__name__))
+
+
+def test_a_wrong_backend_is_reported_and_not_timed(monkeypatch):
+    _register_wrong_backend(monkeypatch)
     try:
         contestants = [c for c in bk.all_contestants() if c.name in ("numpy", "wrong")]
-        entry = run_case(Case("lstm", "inference", 3, 2, 4, 5), contestants, SMOKE)
+        record = run_benchmarks([Case("lstm", "inference", 3, 2, 4, 5)], contestants, budget=SMOKE,
+                                rounds=2, threads=1, show_progress=False, launch=launch_in_process)
     finally:
         dispatch.unregister_backend("wrong")
+    entry = record["cases"][0]
     rows = {r["backend"]: r for r in entry["results"]}
-    assert rows["numpy"]["status"] == "ok" and rows["numpy"]["time"]["n"] == 2
+    assert rows["numpy"]["status"] == "ok" and [len(r) for r in rows["numpy"]["time"]["rounds"]] == [2, 2]
     assert rows["wrong"]["status"] == "check_failed" and rows["wrong"]["time"] is None
     assert "out differs from the reference" in rows["wrong"]["error"]
-    assert entry["floors"]["cpu"]["median"] > 0
+    assert entry["floors"]["cpu"]["median"] > 0 and entry["check_T"] == 3
+    assert record["settings"]["isolation"] == "process" and record["settings"]["rounds"] == 2
+    assert record["settings"]["eta"]["actual_s"] > 0
+
+
+def test_workers_are_processes_with_the_threads_asked_for():
+    """A real worker process: its BLAS reads back the thread count the runner set."""
+    numpy_ = next(c for c in bk.all_contestants() if c.name == "numpy")
+    record = run_benchmarks([Case("gru", "inference", 3, 2, 4, 5)], [numpy_], budget=SMOKE, rounds=1,
+                            threads=1, check=False, show_progress=False)
+    assert record["cases"][0]["results"][0]["status"] == "ok"
+    found = record["machine"]["threads"]["by_contestant"]["numpy"]
+    assert found["env"]["OPENBLAS_NUM_THREADS"] == "1" and found["env"]["NUMBA_NUM_THREADS"] == "1"
+    if found.get("openblas"):
+        assert set(found["openblas"].values()) == {1}
+
+
+def test_a_worker_that_dies_fails_its_cases_not_the_run():
+    numpy_ = next(c for c in bk.all_contestants() if c.name == "numpy")
+
+    def dying(job, on_line):
+        if job["role"] == "reference":
+            return launch_in_process(job, on_line)
+        return 3, "Fatal Python error: Segmentation fault"
+
+    record = run_benchmarks([Case("gru", "inference", 3, 2, 4, 5)], [numpy_], budget=SMOKE, rounds=1,
+                            threads=1, show_progress=False, launch=dying)
+    row = record["cases"][0]["results"][0]
+    assert row["status"] == "error" and "status 3" in row["error"] and "Segmentation" in row["error"]
 
 
 # -- the command ----------------------------------------------------------------------------------
@@ -322,41 +349,50 @@ def test_cli_info(capsys):
 
 
 def _tiny_backends():
-    names = ["numpy"] + [n for n in ("numba",) if dispatch.is_available(n)]
-    return names + (["torch-cpu"] if HAS_TORCH else [])
+    return ["numpy"] + (["torch-cpu"] if HAS_TORCH else [])
 
 
 def test_cli_bench_writes_json_report_and_plots(tmp_path, capsys):
     out = tmp_path / "bench"
-    code = main(["bench", "--shapes", "4,2,3,5", "4,1,3,5", "--cells", "lstm", "--backends",
-                 *_tiny_backends(), "--out", str(out), "--time-budget", "0.01", "--quiet"])
+    code = main(["bench", "--shapes", "4,1,3,5", "--cells", "lstm", "--modes", "inference",
+                 "--backends", *_tiny_backends(), "--out", str(out), "--time-budget", "0.01",
+                 "--rounds", "2", "--threads", "1", "--no-plots" if not HAS_MPL else "--quiet"])
     assert code == 0, capsys.readouterr().err
     record = load_record(out / "bench.json")
-    assert record["grid"] == "custom" and len(record["cases"]) == 4
+    assert record["grid"] == "custom" and len(record["cases"]) == 1
+    assert record["settings"]["isolation"] == "process" and record["settings"]["threads"] == 1
     rows = [r for e in record["cases"] for r in e["results"]]
     assert {r["backend"] for r in rows} == set(_tiny_backends())
     assert all(r["status"] == "ok" and r["check"]["passed"] for r in rows)
-    assert record["machine"]["cpu"]["logical_cpus"] >= 1
+    if HAS_TORCH:
+        numpy_row = next(r for r in rows if r["backend"] == "numpy")
+        low, high = numpy_row["derived"]["speedup_ci95"]
+        assert low <= numpy_row["derived"]["speedup_vs_torch"] <= high
     report = (out / "report.md").read_text()
-    assert "| lstm training (4,2,3,5) | numpy |" in report
+    assert "| lstm inference (4,1,3,5) | numpy |" in report
     if HAS_MPL:
         for name in ("speedup.png", "throughput.png"):
             assert (out / name).read_bytes().startswith(PNG_MAGIC)
 
 
-def test_cli_compare(tmp_path, capsys):
+def test_cli_compare_skips_files_that_are_not_records(tmp_path, capsys):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     save_record(cpu_record(numba_lstm=2e-3), a)
     save_record(cpu_record(numba_lstm=1e-3), b)
-    assert main(["bench", "--compare", str(a), str(b), "--out", str(tmp_path / "cmp")]) == 0
-    out = capsys.readouterr().out
-    assert "# fastrnn benchmark comparison" in out and "2.00x" in out
-    assert (tmp_path / "cmp" / "compare.md").read_text().strip() == out.strip()
+    other = tmp_path / "compile_and_memory.json"
+    other.write_text(json.dumps({"backend": "numba"}))
+    assert main(["bench", "--compare", str(a), str(other), str(b), "--out", str(tmp_path / "cmp")]) == 0
+    captured = capsys.readouterr()
+    assert "# fastrnn benchmark comparison" in captured.out and "2.00x" in captured.out
+    skipped = [line for line in captured.err.splitlines() if "skipping" in line]
+    assert len(skipped) == 1 and "compile_and_memory.json" in skipped[0]
+    assert (tmp_path / "cmp" / "compare.md").read_text().strip() == captured.out.strip()
     assert main(["bench", "--compare", str(a), str(tmp_path / "nothing.json")]) == 2
 
 
 @pytest.mark.parametrize("args", [["--backends", "nosuch"], ["--shapes", "1,2"],
-                                  ["--cells", "transformer"], ["--dtype", "float16"]])
+                                  ["--cells", "transformer"], ["--dtype", "float16"],
+                                  ["--rounds", "0"], ["--threads", "0"]])
 def test_cli_rejects_bad_options(args, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["bench", *args])

@@ -2,13 +2,14 @@
 
 `fastrnn bench` (fastrnn.cli) and the pytest-benchmark suite under bench/ are built on this package:
 
-    grid.py       the cases (quick, full, custom)       backends.py   who runs: registry + PyTorch
-    workloads.py  one contestant on one case            timing.py     warm-up, repeats, median, IQR
-    floor.py      GEMM floor and peak GEMM rate         machine.py    what it ran on
-    runner.py     check, time, record                   report.py     JSON and Markdown
-    plots.py      PNG charts                            compare.py    two records side by side
-"""
-from .grid import Case, build_grid, full_grid, issue3_cases, quick_grid
-from .runner import run_benchmarks
+    grid.py       the cases (quick, full, custom)         backends.py   who runs: registry, PyTorch, floor
+    workloads.py  one contestant's timed call on a case   check.py      the check against the reference
+    timing.py     warm-up, repeats, samples               floor.py      GEMM floor and peak GEMM rate
+    threads.py    thread knobs, set and read back         worker.py     one contestant's process
+    runner.py     rounds of workers -> the record         cost.py       predicted run time (the ETA)
+    intervals.py  bootstrap intervals of speedups         machine.py    what it ran on
+    report.py     JSON, verdicts and Markdown             summary.py    the short text for stdout
+    plots.py      PNG charts                              compare.py    records side by side
 
-__all__ = ["Case", "build_grid", "full_grid", "issue3_cases", "quick_grid", "run_benchmarks"]
+Nothing is imported here, so a worker process loads only what its contestant needs.
+"""

@@ -1,4 +1,4 @@
-"""Two records side by side: a regression check on one machine, or CPU against GPU across two.
+"""Two records side by side (`fastrnn bench --compare`): a regression check on one machine, or CPU against GPU across two.
 
 Cases are matched by their identity (cell, kind, mode, shape, dtype). Contestants present in both
 records are compared one to one; and for every case the fastest fastrnn backend of each record is
@@ -6,7 +6,6 @@ compared, which is what answers "GPU or CPU?" when the two records ran different
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 from .backends import TORCH_BASELINES
@@ -80,10 +79,3 @@ def compare_records(a: dict, b: dict, name_a: str = "A", name_b: str = "B") -> s
     if only_b:
         lines += [f"Only in B: {', '.join(only_b)}", ""]
     return "\n".join(lines)
-
-
-def compare_files(path_a, path_b) -> str:
-    from .report import load_record
-
-    return compare_records(load_record(path_a), load_record(path_b), str(Path(path_a)),
-                           str(Path(path_b)))

@@ -42,8 +42,9 @@ class Case:
     "inference" mode the eval-mode forward. Kind "step" drives a *Cell module T times in a row, one
     step at a time (inference only), which is where Python overhead per step is the cost.
 
-    target: the speedup over PyTorch on the CPU that the fastrnn CPU backend must reach here
-    (issue 3), or None; it is documentation for the report, not part of the case's identity.
+    target: the project's published goal for this case, the speedup over PyTorch on the CPU that
+    fastrnn's CPU backend aims to reach, or None; it is documentation for the report, not part of the
+    case's identity.
     """
 
     cell: str
@@ -129,8 +130,8 @@ class Case:
                    target=d.get("target"))
 
 
-def issue3_cases(dtype: str = "float32") -> list[Case]:
-    """The CPU speed table of issue 3, with its targets (PyTorch time / fastrnn time)."""
+def target_cases(dtype: str = "float32") -> list[Case]:
+    """The cases with a published target (PyTorch CPU time / fastrnn CPU time to reach)."""
     return [
         Case("lstm", "training", 100, 32, 256, 256, dtype, target=2.0),
         Case("gru", "training", 100, 32, 256, 256, dtype, target=1.8),
@@ -144,21 +145,22 @@ def issue3_cases(dtype: str = "float32") -> list[Case]:
 
 
 def quick_grid(dtype: str = "float32") -> list[Case]:
-    """The issue-3 table plus a batch sweep of the LSTM at H=256 (for the throughput chart).
+    """The cases with targets plus a batch sweep of the LSTM at H=256 (for the throughput chart).
 
-    Sized to finish in under two minutes on two cores with numpy, numba and PyTorch."""
+    Sized to finish in about five minutes on two idle cores with numpy, numba, PyTorch and the GEMM
+    floor in 3 rounds."""
     sweep = [Case("lstm", mode, 100, n, 256, 256, dtype)
              for mode in MODES for n in (1, 4, 16, 64)]
-    return _unique(issue3_cases(dtype) + sweep)
+    return _unique(target_cases(dtype) + sweep)
 
 
 def full_grid(dtype: str = "float32", cells: Sequence[str] = DEFAULT_CELLS) -> list[Case]:
     """DeepBench-style: every cell at H in {256, 512, 1024}, N in {1, 4, 16, 32, 64}, T in {25, 100},
-    I = H, training and inference, plus the issue-3 cases that fall outside that set."""
+    I = H, training and inference, plus the cases with targets that fall outside that set."""
     cases = [Case(cell, mode, T, N, H, H, dtype)
              for cell in cells for H in FULL_HIDDEN for T in FULL_STEPS for N in FULL_BATCH
              for mode in MODES]
-    return _unique(issue3_cases(dtype) + cases)
+    return _unique(target_cases(dtype) + cases)
 
 
 def custom_grid(shapes: Iterable[tuple[int, int, int, int]], cells: Sequence[str],

@@ -1,4 +1,4 @@
-"""What a results file ran on: CPU, cores and threads, GPU and driver, library versions, git commit."""
+"""What a results file ran on: CPU, cores, GPU and driver, library versions, git commit, load."""
 from __future__ import annotations
 
 import importlib.metadata
@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Optional
 
 PACKAGES = ("fastrnn", "numpy", "numba", "scipy", "cupy", "torch", "matplotlib")
-THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS",
-              "NUMBA_THREADING_LAYER", "CUPY_TF32")
 
 
 def now_iso() -> str:
@@ -86,48 +84,15 @@ def versions() -> dict:
     return found
 
 
-def blas_info() -> dict:
-    """NumPy's BLAS as NumPy reports it, and its thread count when threadpoolctl is installed."""
-    info: dict = {}
+def numpy_blas() -> Optional[str]:
+    """NumPy's BLAS library and version, as NumPy reports it."""
     try:
         import numpy as np
 
         blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
-        info["numpy_blas"] = " ".join(str(blas.get(k, "")) for k in ("name", "version")).strip() or None
+        return " ".join(str(blas.get(k, "")) for k in ("name", "version")).strip() or None
     except Exception:
-        info["numpy_blas"] = None
-    try:
-        from threadpoolctl import threadpool_info
-
-        info["blas_threads"] = [p.get("num_threads") for p in threadpool_info()
-                                if p.get("user_api") == "blas"]
-    except ImportError:
-        pass
-    return info
-
-
-def thread_info() -> dict:
-    """Thread counts in effect: PyTorch's default (never changed by the benchmark), Numba's, BLAS's,
-    and the environment variables that set them."""
-    threads: dict = {"env": {k: os.environ[k] for k in THREAD_ENV if k in os.environ}}
-    if "torch" in sys.modules or package_version("torch"):
-        try:
-            import torch
-
-            threads["torch"] = torch.get_num_threads()
-            threads["torch_interop"] = torch.get_num_interop_threads()
-        except Exception:
-            pass
-    if package_version("numba"):
-        try:
-            import numba
-
-            threads["numba"] = numba.get_num_threads()
-            threads["numba_threading_layer"] = numba.config.THREADING_LAYER
-        except Exception:
-            pass
-    threads.update(blas_info())
-    return threads
+        return None
 
 
 def gpu_info(probe: bool) -> list:
@@ -186,6 +151,24 @@ def git_info() -> dict:
     return {"commit": commit, "dirty": dirty}
 
 
+def cpu_busy_s() -> Optional[float]:
+    """CPU seconds the whole machine has spent busy since boot, all CPUs together (Linux)."""
+    fields = _read("/proc/stat").partition("\n")[0].split()
+    if not fields or fields[0] != "cpu":
+        return None
+    ticks = [int(v) for v in fields[1:9]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s() -> float:
+    """CPU seconds used by this process and its finished children (the benchmark's own workers)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def load_average() -> Optional[list]:
     """The 1, 5 and 15 minute load averages: other work on the machine makes every time noisier."""
     try:
@@ -195,6 +178,7 @@ def load_average() -> Optional[list]:
 
 
 def machine_record(probe_gpu: bool = False) -> dict:
+    """What the run is on. Thread counts are not here: each worker reads back its own (threads.py)."""
     return {"date": now_iso(), "cpu": cpu_info(), "gpus": gpu_info(probe_gpu),
-            "threads": thread_info(), "versions": versions(), "git": git_info(),
+            "numpy_blas": numpy_blas(), "versions": versions(), "git": git_info(),
             "load_before": load_average()}

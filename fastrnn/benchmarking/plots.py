@@ -1,7 +1,7 @@
 """PNG plots of a record, drawn with matplotlib's Agg renderer (no display, no pyplot state).
 
 speedup.png     per case, each fastrnn backend's speedup over PyTorch on its own device (log scale),
-                with the case's target marked where it has one
+                with its 95% interval as an error bar and the case's target marked where it has one
 throughput.png  per (cell, mode, T, I, H, dtype), sequence elements per second against batch size for
                 every contestant; CPU contestants solid, GPU dashed, on the same axes
 """
@@ -36,11 +36,13 @@ def _all_names(record):
 
 
 def plot_speedup(record: dict, path) -> Path:
-    entries = [e for e in record["cases"]
-               if any(derive(e, r)["speedup_vs_torch"] for r in e["results"])]
-    names = sorted({r["backend"] for e in entries for r in e["results"]
-                    if r["backend"] not in TORCH_BASELINES.values()
-                    and derive(e, r)["speedup_vs_torch"]})
+    """Horizontal bars of each fastrnn backend's speedup per case, with its 95% interval as an error
+    bar, and the case's target marked."""
+    derived = {(i, r["backend"]): derive(e, r) for i, e in enumerate(record["cases"])
+               for r in e["results"] if r["backend"] not in TORCH_BASELINES.values()}
+    shown = sorted({i for (i, _), d in derived.items() if d["speedup_vs_torch"]})
+    entries = [record["cases"][i] for i in shown]
+    names = sorted({n for (i, n), d in derived.items() if d["speedup_vs_torch"]})
     colors = _colors(_all_names(record))
     fig = _figure(9, max(2.5, 0.28 * max(len(entries), 1) * max(len(names), 1) + 1.5))
     ax = fig.add_subplot()
@@ -50,35 +52,39 @@ def plot_speedup(record: dict, path) -> Path:
         ax.set_axis_off()
     else:
         bar = 0.8 / max(len(names), 1)
+        extremes = [1.0]
         for j, name in enumerate(names):
-            ys, xs = [], []
-            for i, e in enumerate(entries):
-                row = next((r for r in e["results"] if r["backend"] == name), None)
-                s = derive(e, row)["speedup_vs_torch"] if row else None
-                if s:
-                    ys.append(i - 0.4 + bar * (j + 0.5))
-                    xs.append(s)
-            ax.barh(ys, xs, height=bar * 0.9, color=colors[name], label=name)
-            for y, x in zip(ys, xs):
-                ax.text(x * 1.02, y, f"{x:.2f}x", va="center", fontsize=7)
-        targets = [(i, Case.from_dict(e["case"]).target) for i, e in enumerate(entries)]
-        targets = [(i, t) for i, t in targets if t]
+            ys, xs, lo, hi = [], [], [], []
+            for k, i in enumerate(shown):
+                d = derived.get((i, name))
+                if not d or not d["speedup_vs_torch"]:
+                    continue
+                s = d["speedup_vs_torch"]
+                low, high = d["speedup_ci95"] or (s, s)
+                ys.append(k - 0.4 + bar * (j + 0.5))
+                xs.append(s)
+                lo.append(max(s - low, 0.0))
+                hi.append(max(high - s, 0.0))
+                extremes += [low, high]
+            ax.barh(ys, xs, height=bar * 0.9, color=colors[name], label=name,
+                    xerr=[lo, hi], error_kw={"elinewidth": 1, "capsize": 2, "ecolor": "black"})
+            for y, x, h in zip(ys, xs, hi):
+                ax.text((x + h) * 1.03, y, f"{x:.2f}x", va="center", fontsize=7)
+        targets = [(k, Case.from_dict(e["case"]).target) for k, e in enumerate(entries)]
+        targets = [(k, t) for k, t in targets if t]
         if targets:
-            ax.scatter([t for _, t in targets], [i for i, _ in targets], marker="|", s=400,
+            ax.scatter([t for _, t in targets], [k for k, _ in targets], marker="|", s=400,
                        color="black", zorder=3, label="target (CPU)")
         ax.axvline(1.0, color="grey", linewidth=1, linestyle=":")
         ax.set_xscale("log")
         ax.set_yticks(range(len(entries)), [e["label"] for e in entries], fontsize=8)
         ax.invert_yaxis()
-        lo = min(min((derive(e, r)["speedup_vs_torch"] or 1.0) for r in e["results"])
-                 for e in entries)
-        hi = max(max((derive(e, r)["speedup_vs_torch"] or 1.0) for r in e["results"])
-                 for e in entries)
-        hi = max([hi] + [t for _, t in targets])
-        left, right = min(lo, 1.0) / 1.5, hi * 1.6
+        extremes += [t for _, t in targets]
+        left, right = min(extremes) / 1.5, max(extremes) * 1.8
         ax.set_xlim(left, right)
         _speedup_ticks(ax, left, right)
-        ax.set_xlabel("speedup over PyTorch on the same device (PyTorch time / backend time)")
+        ax.set_xlabel("speedup over PyTorch on the same device (PyTorch time / backend time); "
+                      "bars: 95% interval")
         ax.legend(loc="lower right", fontsize=8)
         ax.grid(axis="x", which="both", alpha=0.3)
     ax.set_title(_title(record, "Speedup over PyTorch"), fontsize=10)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 from .backends import REFERENCE, TORCH_BASELINES
 from .grid import Case
+from .intervals import ratio_interval, verdict
 from .runner import FORMAT
 
 JSON_NAME = "bench.json"
@@ -69,20 +70,43 @@ def peak_gflops(record: Optional[dict], device: str, dtype: str) -> Optional[flo
     return None
 
 
+def rounds_of(row: Optional[dict]) -> Optional[list]:
+    """The samples of each round, when the row was timed (records before rounds existed have none)."""
+    if median(row) is None:
+        return None
+    return row["time"].get("rounds")
+
+
+def speedup_interval(entry: dict, row: dict) -> Optional[tuple[float, float]]:
+    """95% bootstrap interval of the speedup over PyTorch on the row's device (intervals.py)."""
+    baseline = find_row(entry, TORCH_BASELINES.get(row["device"], ""), row["device"])
+    base, ours = rounds_of(baseline), rounds_of(row)
+    if not base or not ours or baseline is row:
+        return None
+    return ratio_interval(base, ours)
+
+
 def derive(entry: dict, row: dict, record: Optional[dict] = None) -> dict:
-    """speedup over PyTorch on the row's device, GFLOP/s, microseconds per time step, share of the
-    measured GEMM floor and of the device's peak GEMM rate (needs `record`); None where missing."""
+    """speedup over PyTorch on the row's device with its 95% interval, the verdict against the case's
+    target, GFLOP/s, microseconds per time step, share of the measured GEMM floor and of the device's
+    peak GEMM rate (needs `record`); None where missing."""
     case = Case.from_dict(entry["case"])
     t = median(row)
     base = median(find_row(entry, TORCH_BASELINES.get(row["device"], ""), row["device"]))
     floor = floor_time(entry, row["device"])
     peak = peak_gflops(record, row["device"], case.dtype)
     if t is None or t <= 0:
-        return {"speedup_vs_torch": None, "gflops": None, "us_per_step": None, "floor_share": None,
-                "peak_share": None}
+        return {"speedup_vs_torch": None, "speedup_ci95": None, "target_met": None, "gflops": None,
+                "us_per_step": None, "floor_share": None, "peak_share": None}
     gflops = case.flops / t / 1e9
+    speedup = base / t if base else None
+    ci = speedup_interval(entry, row) if speedup else None
+    held = case.target is not None and row["device"] == "cpu" and row.get("backend") not in (
+        TORCH_BASELINES["cpu"], REFERENCE)
     return {
-        "speedup_vs_torch": base / t if base else None,
+        "speedup_vs_torch": speedup,
+        "speedup_ci95": list(ci) if ci else None,
+        "target_met": verdict(speedup, ci, case.target) if held else None,
         "gflops": gflops,
         "us_per_step": t / case.T * 1e6,
         "floor_share": floor / t if floor else None,
@@ -130,16 +154,60 @@ def table(header: list[str], rows: Iterable[list[str]], align: Optional[str] = N
     return "\n".join(lines)
 
 
+def fmt_ci(ci: Optional[Sequence[float]]) -> str:
+    return "—" if not ci else f"{ci[0]:.2f}–{ci[1]:.2f}"
+
+
+# A run is flagged as disturbed above these: the 1-minute load average before it, per usable CPU, and
+# the share of all CPU time that other processes took during it.
+BUSY_LOAD_PER_CPU = 0.5
+BUSY_OTHER_SHARE = 0.10
+
+
+def busy_warning(record: dict) -> Optional[str]:
+    """One sentence when other work on the machine was large enough to distort the times, else None."""
+    m = record.get("machine", {})
+    cpus = m.get("cpu", {}).get("usable_cpus") or m.get("cpu", {}).get("logical_cpus") or 1
+    before, other = m.get("load_before"), m.get("other_cpu_share")
+    reasons = []
+    if before and before[0] > BUSY_LOAD_PER_CPU * cpus:
+        reasons.append(f"the load average was {before[0]:g} on {cpus} CPUs when it started")
+    if other is not None and other > BUSY_OTHER_SHARE:
+        reasons.append(f"other processes used {100 * other:.0f}% of the CPU time during the run")
+    if not reasons:
+        return None
+    return ("**Warning: the machine was busy with other work** (" + "; ".join(reasons) + "): the times "
+            "are inflated and noisy, and the intervals wide. Rerun on an idle machine for figures to "
+            "publish.")
+
+
+def describe_threads(record: dict) -> str:
+    threads = record.get("machine", {}).get("threads", {})
+    if "by_contestant" not in threads:   # a record from before process isolation
+        parts = [f"{name} {threads[k]}" for k, name in (("torch", "PyTorch"), ("numba", "Numba"))
+                 if threads.get(k) is not None]
+        return ", ".join(parts) or "?"
+    parts = []
+    for name, found in threads["by_contestant"].items():
+        libs = [f"OpenBLAS {'/'.join(map(str, sorted(set(found['openblas'].values()))))}"
+                if found.get("openblas") else None,
+                f"Numba {found['numba']}" if "numba" in found else None,
+                f"PyTorch {found['torch']}" if "torch" in found else None]
+        parts.append(f"{name}: " + ", ".join(x for x in libs if x))
+    return (f"{threads.get('requested', '?')} requested for every contestant; as each worker read them "
+            "back: " + "; ".join(parts))
+
+
 def describe_machine(record: dict) -> list[str]:
     m = record.get("machine", {})
     cpu = m.get("cpu", {})
-    threads = m.get("threads", {})
     git = m.get("git", {})
     commit = git.get("commit")
     commit_text = (commit[:12] + (" (with uncommitted changes)" if git.get("dirty") else "")
                    if commit else "not a git checkout")
     lines = [
-        f"- **Date**: {m.get('date', '?')}; **commit**: {commit_text}; **grid**: {record.get('grid', '?')}",
+        f"- **Date**: {m.get('date', '?')}; **commit**: {commit_text}; **grid**: {record.get('grid', '?')}"
+        + (f"; **run time**: {m['wall_s']:.0f} s" if m.get("wall_s") else ""),
         f"- **CPU**: {cpu.get('model', '?')}, {cpu.get('logical_cpus', '?')} logical CPUs "
         f"({cpu.get('physical_cores') or '?'} cores, {cpu.get('usable_cpus', '?')} usable), "
         f"{cpu.get('memory_gib', '?')} GiB; {cpu.get('platform', '')}",
@@ -149,72 +217,87 @@ def describe_machine(record: dict) -> list[str]:
                      f"{gpu.get('memory')}, compute capability {gpu.get('compute_capability')}")
     if not m.get("gpus"):
         lines.append("- **GPU**: none")
-    parts = []
-    for key, name in (("torch", "PyTorch"), ("numba", "Numba")):
-        if threads.get(key) is not None:
-            parts.append(f"{name} {threads[key]}")
-    if threads.get("blas_threads"):
-        parts.append(f"BLAS {threads['blas_threads']}")
-    if threads.get("env"):
-        parts.append("env " + ", ".join(f"{k}={v}" for k, v in threads["env"].items()))
-    lines.append(f"- **Threads**: {'; '.join(parts) or '?'} (PyTorch at its default)")
-    before = m.get("load_before")
-    if before:
-        text = f"- **Load average** (1/5/15 min) at the start: {', '.join(map(str, before))}"
-        cpus = cpu.get("usable_cpus") or cpu.get("logical_cpus") or 1
-        if before[0] > 0.5 * cpus:
-            text += " — **the machine was busy with other work: times are inflated and noisy**"
-        lines.append(text)
+    lines.append(f"- **Threads**: {describe_threads(record)}")
+    load = []
+    if m.get("load_before"):
+        load.append(f"load average (1/5/15 min) {', '.join(map(str, m['load_before']))} at the start")
+    if m.get("other_cpu_share") is not None:
+        load.append(f"other processes used {100 * m['other_cpu_share']:.0f}% of the CPU time during "
+                    "the run")
+    if load:
+        lines.append("- **Other work on the machine**: " + "; ".join(load))
     ver = m.get("versions", {})
+    blas = m.get("numpy_blas") or m.get("threads", {}).get("numpy_blas")
     lines.append("- **Versions**: " + ", ".join(f"{k} {v}" for k, v in ver.items() if v)
-                 + (f"; BLAS {threads['numpy_blas']}" if threads.get("numpy_blas") else ""))
+                 + (f"; NumPy's BLAS {blas}" if blas else ""))
     return lines
 
 
-def describe_settings(record: dict) -> list[str]:
+def describe_method(record: dict) -> list[str]:
     s = record.get("settings", {})
     b = s.get("budget", {})
     check = s.get("check", {})
+    rounds = s.get("rounds")
+    if s.get("isolation") == "process":
+        how = (f"Each contestant runs in its own process: in each of {rounds} rounds, one fresh process "
+               "per contestant runs every case and exits before the next contestant's starts (the "
+               "order rotates between rounds), so no other library's threads are alive while one is "
+               "timed.")
+    else:
+        how = "All contestants ran in one process (a record made before process isolation)."
     lines = [
-        f"- **Timing**: {s.get('timing', {}).get('cpu', '?')} (CPU), "
-        f"{s.get('timing', {}).get('cuda', '?')} (GPU). Not timed: the first call (compilation, "
-        f"reported as *first call*), {b.get('warmup', 0)} warm-up call(s), and one call at the start "
-        f"of each block of samples (contestants take turns in {b.get('blocks', 1)} block(s), so "
-        f"another library's idle threads do not count against the next). Median of "
-        f"{b.get('min_repeats', '?')}-{b.get('max_repeats', '?')} samples; spread = interquartile "
-        f"range (IQR). TF32: {s.get('tf32', '?')}.",
-        "- **Training** = forward in training mode + full backward (dx, dh0 and every weight "
-        "gradient); **inference** = eval-mode forward; **step** = the *Cell module driven one "
-        "time step at a time. Shapes are (T, N, H) with I = H, or (T, N, I, H).",
-        "- **GFLOP/s** counts GEMM work only (forward 2·T·N·G·H·(I+H), training 3x that). "
-        "**Floor share** = time of the same GEMMs alone, at their real shapes, with the device's "
-        "BLAS (NumPy / CuPy; fastest sample) / this time: above 100% means faster than those plain GEMM calls "
-        "(oneDNN's packed GEMMs do that). **Of peak** = GFLOP/s / the peak GEMM rate below; the "
-        "*ceiling at peak GEMM rate* is PyTorch's time over the case's FLOPs at that rate (the "
-        "ceiling of issue 3).",
+        f"- **Method**: {how} In each process, per case: the first call (compilation; reported as "
+        f"*first call*) and {b.get('warmup', 0) + 1} more call(s) are not timed; then "
+        f"{b.get('min_repeats', '?')}–{b.get('max_repeats', '?')} timed samples (about "
+        f"{b.get('target_s', '?')} s). CPU: {s.get('timing', {}).get('cpu', '?')}; GPU: "
+        f"{s.get('timing', {}).get('cuda', '?')}. TF32: {s.get('tf32', '?')}.",
     ]
     if check.get("enabled", True):
         lines.append(
-            f"- Every contestant is checked against the float64 NumPy reference before it is timed "
-            f"(relative error max|a-b|/max|b| per tensor <= "
-            f"{', '.join(f'{k} {v:g}' for k, v in check.get('tolerance', {}).items())}, "
-            f"on the first T steps of the "
-            f"case when the full case would exceed {check.get('flop_budget', 0):.0e} FLOPs).")
+            "- **Checked before timed**: every contestant's outputs and gradients are compared with a "
+            "float64 NumPy reference (relative error max|a−b|/max|b| per tensor at most "
+            + ", ".join(f"{v:g} in {k}" for k, v in check.get("tolerance", {}).items())
+            + f"; on the first steps only when the case exceeds {check.get('flop_budget', 0):.0e} "
+            "FLOPs); one that fails is reported and not timed.")
     peaks = [p for p in record.get("peak_gemm", []) if "gflops" in p]
     if peaks:
-        lines.append("- **Peak GEMM rate** (fastest sample, before or after the cases): " + "; ".join(
+        lines.append("- **Peak GEMM rate** (one large matrix product, fastest sample): " + "; ".join(
             f"{p['device']} {p['dtype']} {p['n']}³: {p['gflops']:.0f} GFLOP/s" for p in peaks))
-    missing = [c for c in record.get("contestants", []) if not c.get("available")]
-    for c in missing:
-        lines.append(f"- Not run: **{c['name']}** ({c['device']}): {c['reason']}")
+    for c in record.get("contestants", []):
+        if not c.get("available"):
+            lines.append(f"- Not run: **{c['name']}** ({c['device']}): {c['reason']}")
     return lines
+
+
+HOW_TO_READ = """## How to read this
+
+- A **case** is one workload: *training* = forward in training mode plus the full backward (input,
+  initial-state and every weight gradient); *inference* = the forward in evaluation mode; *step* = the
+  LSTMCell/GRUCell/RNNCell module called once per time step, T times (streaming use). Shapes are
+  (T, N, H): sequence length, batch size, hidden size, with input size I = H; or (T, N, I, H).
+- **Speedup** = PyTorch's time / fastrnn's time on the same device: above 1.00x fastrnn is faster.
+  Times are medians over all rounds' samples. The **95% interval** comes from resampling the rounds and
+  their samples (bootstrap): if the run were repeated on this machine, the speedup would most likely
+  fall inside it. A wide interval means the rounds disagreed.
+- A **target** is the project's published goal for a case: the speedup over PyTorch on the CPU that
+  fastrnn aims to reach there. **Met** reads *yes* when the whole interval is at or above the target,
+  *no* when it is entirely below, and *unstable* when it straddles the target (this run cannot tell).
+- **GEMM floor**: the time of the same matrix products alone, at the case's real shapes, with the
+  device's BLAS (NumPy's on the CPU, cuBLAS via CuPy on a GPU), timed in its own process like a
+  contestant. A fused kernel has to do these products, so **floor share** = floor time / this time says
+  how close to that floor a contestant runs (above 100%: faster than the plain BLAS calls, as PyTorch's
+  packed oneDNN GEMMs can be). **Best at floor** = PyTorch's time / the floor: the speedup a
+  contestant would reach if nothing but its GEMMs were left.
+- **GFLOP/s** counts matrix-product work only (forward 2·T·N·G·H·(I+H) with G gates; training 3x that).
+  **Of peak** = GFLOP/s / the peak GEMM rate above. **µs/step** = time / T.
+"""
 
 
 # -- the Markdown report --------------------------------------------------------------------------
 
 def results_table(record: dict) -> str:
-    header = ["case", "backend", "median ms", "IQR ms", "µs/step", "vs PyTorch", "GFLOP/s",
-              "floor share", "of peak", "first call ms", "max rel err"]
+    header = ["case", "backend", "median ms", "IQR ms", "µs/step", "speedup", "95% interval",
+              "GFLOP/s", "floor share", "of peak", "first call ms", "max rel err"]
     rows = []
     for entry in record["cases"]:
         for row in entry["results"]:
@@ -228,39 +311,48 @@ def results_table(record: dict) -> str:
             rows.append([
                 entry["label"], f"{row['backend']}{status}", fmt_ms(t.get("median")),
                 fmt_ms(t["q3"] - t["q1"]) if t else "—", fmt_num(d["us_per_step"]),
-                fmt_x(d["speedup_vs_torch"]), fmt_num(d["gflops"]), fmt_pct(d["floor_share"]),
-                fmt_pct(d["peak_share"]), fmt_ms(t.get("first_call_s")), "—" if err is None else f"{err:.1e}",
+                fmt_x(d["speedup_vs_torch"]), fmt_ci(d["speedup_ci95"]), fmt_num(d["gflops"]),
+                fmt_pct(d["floor_share"]), fmt_pct(d["peak_share"]), fmt_ms(t.get("first_call_s")),
+                "—" if err is None else f"{err:.1e}",
             ])
     return table(header, rows, "ll" + "r" * (len(header) - 2))
 
 
-def targets_table(record: dict) -> Optional[str]:
-    """Cases with a target: each fastrnn CPU backend except the reference against PyTorch."""
-    rows = []
+def target_rows(record: dict) -> list[dict]:
+    """Each fastrnn CPU backend (not the reference) on each case that has a target."""
+    found = []
     for entry in record["cases"]:
         case = Case.from_dict(entry["case"])
         if case.target is None:
             continue
         torch_t = median(find_row(entry, TORCH_BASELINES["cpu"], "cpu"))
         floor = floor_time(entry, "cpu")
-        peak = peak_gflops(record, "cpu", case.dtype)
-        peak_floor = case.flops / (peak * 1e9) if peak else None
         for row in entry["results"]:
             if row["device"] != "cpu" or row["backend"] in (TORCH_BASELINES["cpu"], REFERENCE):
                 continue
-            if row["status"] == "unavailable":
+            if row["status"] == "unavailable" or row.get("family", "fastrnn") != "fastrnn":
                 continue
             d = derive(entry, row, record)
-            s = d["speedup_vs_torch"]
-            met = "—" if s is None else ("yes" if s >= case.target else "**no**")
-            rows.append([entry["label"], row["backend"], fmt_ms(torch_t), fmt_ms(median(row)),
-                         fmt_x(s), f">= {case.target:g}x", met, fmt_pct(d["floor_share"]),
-                         fmt_x(torch_t / floor if torch_t and floor else None),
-                         fmt_x(torch_t / peak_floor if torch_t and peak_floor else None)])
+            found.append({"label": entry["label"], "backend": row["backend"], "target": case.target,
+                          "torch": torch_t, "ours": median(row), "speedup": d["speedup_vs_torch"],
+                          "ci": d["speedup_ci95"], "met": d["target_met"],
+                          "floor_share": d["floor_share"],
+                          "best": torch_t / floor if torch_t and floor else None})
+    return found
+
+
+def fmt_met(met: Optional[str]) -> str:
+    return {"no": "**no**", "unstable": "*unstable*"}.get(met, met or "—")
+
+
+def targets_table(record: dict) -> Optional[str]:
+    rows = [[r["label"], r["backend"], fmt_ms(r["torch"]), fmt_ms(r["ours"]), fmt_x(r["speedup"]),
+             fmt_ci(r["ci"]), f">= {r['target']:g}x", fmt_met(r["met"]), fmt_pct(r["floor_share"]),
+             fmt_x(r["best"])] for r in target_rows(record)]
     if not rows:
         return None
-    header = ["case", "backend", "PyTorch ms", "fastrnn ms", "speedup", "target", "met",
-              "floor share", "ceiling: PyTorch / floor", "ceiling at peak GEMM rate"]
+    header = ["case", "backend", "PyTorch ms", "fastrnn ms", "speedup", "95% interval", "target",
+              "met", "floor share", "best at floor"]
     return table(header, rows, "ll" + "r" * (len(header) - 2))
 
 
@@ -278,11 +370,14 @@ def problems(record: dict) -> list[str]:
 
 def markdown_report(record: dict, plots: Iterable[str] = ()) -> str:
     parts = ["# fastrnn benchmark", ""]
-    parts += describe_machine(record) + describe_settings(record) + [""]
+    warning = busy_warning(record)
+    if warning:
+        parts += [warning, ""]
+    parts += describe_machine(record) + describe_method(record) + ["", HOW_TO_READ]
     targets = targets_table(record)
     if targets:
-        parts += ["## Speed targets (issue 3: PyTorch CPU time / fastrnn time)", "", targets, ""]
-    parts += ["## Results", "", results_table(record), ""]
+        parts += ["## Targets: speedup over PyTorch on the CPU", "", targets, ""]
+    parts += ["## All results", "", results_table(record), ""]
     bad = problems(record)
     if bad:
         parts += ["## Failures", ""] + bad + [""]

@@ -1,54 +1,83 @@
-"""Run a grid: for each case, check every contestant against the reference, then time it, and time
-the GEMM floor of each device taking part. The result is one JSON-ready record (see report.py).
+"""Run a grid in rounds of worker processes and assemble the JSON record (see report.py).
+
+Order of a run: one worker computes the float64 reference of every case; then, round after round, one
+fresh worker per contestant (the GEMM floor of each device counting as one) runs every case and exits
+before the next starts. The first round checks each contestant against the reference before timing
+it; a contestant that fails a case's check (or errors) is not run on that case again. The order of the
+contestants rotates from round to round, so a slow spell of the machine does not always fall on the
+same one.
 """
 from __future__ import annotations
 
-import gc
+import json
 import os
-import traceback
-from typing import Optional, Sequence
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
 
 from . import backends as bk
-from .floor import gemm_floor_call, peak_gemm
+from .check import CHECK_FLOP_BUDGET, MIN_CHECK_T, TOLERANCE
+from .cost import CostModel, Job
 from .grid import Case
-from .machine import machine_record
+from .machine import cpu_busy_s, load_average, machine_record, own_cpu_s
 from .progress import Progress
-from .timing import QUICK, Budget, measure_together
-from .workloads import TOLERANCE, compare_outputs, make_problem, make_workload, reference_outputs
+from .timing import QUICK, Budget, Stats
+from .worker import run_job
 
 FORMAT = "fastrnn-bench"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
-# The reference check runs the NumPy oracle in float64; cases whose GEMM work would exceed this many
-# FLOPs are checked on their first T steps only (never fewer than MIN_CHECK_T), same N, I and H.
-CHECK_FLOP_BUDGET = 5e9
-MIN_CHECK_T = 4
+# launch(job, on_line) -> (exit status, stderr text): runs one worker job, calling on_line(dict) for
+# each line of its answer as it comes.
+Launch = Callable[[dict, Callable[[dict], None]], tuple[int, str]]
 
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
-def check_steps(case: Case) -> int:
-    per_step = case.flops / case.T
-    return int(min(case.T, max(MIN_CHECK_T, CHECK_FLOP_BUDGET // per_step)))
-
-
-def _error_text(exc: BaseException) -> str:
-    last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-    where = f" (at {last[0].filename.rsplit(os.sep, 1)[-1]}:{last[0].lineno})" if last else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+# The float64 reference is computed with one BLAS thread: it is not timed, and with two threads on two
+# busy cores OpenBLAS's spinning made it ten times slower (measured: 18 s against 1.9 s).
+REFERENCE_THREADS = 1
 
 
-def reference_for(case: Case) -> tuple[int, dict]:
-    """(check_T, the float64 reference's outputs on the first check_T steps of case)."""
-    T = check_steps(case)
-    return T, reference_outputs(make_problem(case.with_T(T)))
+def launch_process(job: dict, on_line: Callable[[dict], None]) -> tuple[int, str]:
+    """Run `job` in a fresh `python -m fastrnn.benchmarking.worker`, importing this same fastrnn, with
+    every thread knob set to job["threads"] in its environment."""
+    from .threads import worker_env
+
+    env = worker_env(job["threads"])
+    env["PYTHONPATH"] = os.pathsep.join([PACKAGE_ROOT] + [p for p in [env.get("PYTHONPATH")] if p])
+    with tempfile.TemporaryDirectory(prefix="fastrnn-worker-") as tmp:
+        job_path = Path(tmp) / "job.json"
+        job_path.write_text(json.dumps(job))
+        with open(Path(tmp) / "stderr.txt", "w+") as err:
+            proc = subprocess.Popen([sys.executable, "-m", "fastrnn.benchmarking.worker", str(job_path)],
+                                    stdout=subprocess.PIPE, stderr=err, env=env, text=True)
+            for text in proc.stdout:
+                if text.strip():
+                    on_line(json.loads(text))
+            code = proc.wait()
+            err.seek(0)
+            return code, err.read()
 
 
-def check_against_reference(case: Case, work, reference: tuple[int, dict]) -> dict:
-    """Run `work` on the reference's problem; the worst relative error and whether it passes."""
-    T, ref = reference
-    err, tensor = compare_outputs(work.outputs(make_problem(case.with_T(T))), ref)
-    tol = TOLERANCE[case.dtype]
-    return {"T": T, "max_rel_err": err, "tensor": tensor, "tolerance": tol,
-            "passed": bool(err <= tol)}
+def launch_in_process(job: dict, on_line: Callable[[dict], None]) -> tuple[int, str]:
+    """Run `job` in this process (tests; a backend registered only here is visible)."""
+    run_job(job, on_line)
+    return 0, ""
+
+
+def plan_jobs(cases: Sequence[Case], units: Sequence[bk.Contestant], rounds: int,
+              check: bool) -> list[Job]:
+    """The reference job (when checking), then each round's jobs, the units' order rotating."""
+    jobs = [Job("reference", "cpu", list(cases), -1)] if check else []
+    for r in range(rounds):
+        for j in range(len(units)):
+            u = units[(j + r) % len(units)]
+            jobs.append(Job(u.name, u.device, list(cases), r, check=check and r == 0))
+    return jobs
 
 
 def tf32_note() -> str:
@@ -60,101 +89,236 @@ def tf32_note() -> str:
                else "off in CuPy (CUPY_TF32 unset or 0)"))
 
 
-def case_cost(case: Case) -> float:
-    """Rough relative cost of a case, for the progress bar: GEMM work plus per-step overhead."""
-    return case.flops + 2e6 * case.T
+class _Collector:
+    """Gathers the workers' lines into per-(unit, case) results across rounds."""
+
+    def __init__(self, rounds: int):
+        self.rounds = rounds
+        self.results: dict[tuple[str, str], dict] = {}
+        self.reference: dict[str, dict] = {}
+        self.threads: dict[str, dict] = {}
+        self.peaks: dict[tuple[str, str], dict] = {}
+
+    def slot(self, unit: str, key: str) -> dict:
+        return self.results.setdefault((unit, key), {
+            "status": "ok", "error": None, "check": None, "first_call_s": None, "inner": None,
+            "rounds": [[] for _ in range(self.rounds)]})
+
+    def take(self, job: Job, line: dict) -> None:
+        event = line.get("event")
+        if event == "threads":
+            self.threads.setdefault(job.unit, line["threads"])
+        elif event == "peak_gemm":
+            found = line["result"]
+            key = (found["device"], found["dtype"])
+            if found.get("gflops", 0) > self.peaks.get(key, {}).get("gflops", 0) or key not in self.peaks:
+                self.peaks[key] = found
+        elif job.unit == "reference":
+            self.reference[line["key"]] = line
+        else:
+            s = self.slot(job.unit, line["key"])
+            if line.get("check") is not None:
+                s["check"] = line["check"]
+            if job.round == 0 or s["first_call_s"] is None:
+                s["first_call_s"] = line.get("first_call_s")
+            if line["status"] != "ok":
+                s["status"], s["error"] = line["status"], line["error"]
+            else:
+                s["rounds"][job.round] = line["samples"]
+                s["inner"] = s["inner"] or line.get("inner")
+
+    def failed(self, job: Job, case: Case, why: str) -> None:
+        if job.unit == "reference":
+            self.reference[case.key] = {"status": "error", "error": why}
+        else:
+            s = self.slot(job.unit, case.key)
+            s["status"], s["error"] = "error", why
+
+    def usable(self, unit: str, key: str) -> bool:
+        s = self.results.get((unit, key))
+        return s is None or s["status"] == "ok"
 
 
-def run_case(case: Case, contestants: Sequence[bk.Contestant], budget: Budget,
-             progress: Optional[Progress] = None, check: bool = True, label: str = "") -> dict:
-    """Check, then time, every available contestant on `case`, with each device's GEMM floor.
-
-    For each contestant: build it, make its first full-size call (timed alone: it includes
-    compilation), check it against the reference; then all that passed, and the floors, are timed
-    together, taking turns (timing.measure_together)."""
-    label = label or case.label
-    say = progress.show if progress else (lambda text: None)
-    entry: dict = {"case": case.to_dict(), "label": case.label, "key": case.key,
-                   "flops": case.flops, "check_T": None, "floors": {}, "results": []}
-    problem = make_problem(case)
-    ref, ref_error = None, None
-    if check:
-        entry["check_T"] = check_steps(case)
-        say(f"{label}: reference")
-        try:
-            ref = reference_for(case)
-        except Exception as exc:
-            ref_error = f"the reference failed: {_error_text(exc)}"
-    timed = []     # (row, fn, timer, first_call_s, workload)
-    for c in contestants:
-        row = {"backend": c.name, "device": c.device, "status": "ok", "time": None, "check": None,
-               "error": None}
-        entry["results"].append(row)
-        if not c.available:
-            row["status"], row["error"] = "unavailable", c.reason
-            continue
-        say(f"{label}: {c.name} (first call, check)")
-        try:
-            work = make_workload(case, problem.params, c)
-            fn, timer = work.prepare(problem), work.timer()
-            first = timer(fn, 1)
-            if check:
-                if ref_error:
-                    raise RuntimeError(ref_error)
-                row["check"] = verdict = check_against_reference(case, work, ref)
-                if not verdict["passed"]:
-                    row["status"] = "check_failed"
-                    row["error"] = (f"{verdict['tensor']} differs from the reference by "
-                                    f"{verdict['max_rel_err']:.3g} (relative; tolerance "
-                                    f"{verdict['tolerance']:g}); not timed")
-                    continue
-            timed.append((row, fn, timer, first, work))
-        except Exception as exc:
-            row["status"], row["error"] = "error", _error_text(exc)
-    floors = []
-    for device in dict.fromkeys(row["device"] for row, *_ in timed):
-        try:
-            fn, timer = gemm_floor_call(case, device)
-            floors.append((device, fn, timer, timer(fn, 1)))
-        except Exception as exc:
-            entry["floors"][device] = {"error": _error_text(exc)}
-    calls = [(fn, timer) for _, fn, timer, _, _ in timed] + [(fn, timer) for _, fn, timer, _ in floors]
-    if calls:
-        try:
-            stats = measure_together(calls, budget, lambda b, n: say(f"{label}: timed block {b}/{n}"))
-        except Exception as exc:  # a contestant that fails only when repeated
-            for row, *_ in timed:
-                row["status"], row["error"] = "error", f"while timing: {_error_text(exc)}"
-            stats = []
-        for (row, _, _, first, _), st in zip(timed, stats):
-            st.first_call_s = first
-            row["time"] = st.to_dict()
-        for (device, _, _, first), st in zip(floors, stats[len(timed):]):
-            st.first_call_s = first
-            entry["floors"][device] = st.to_dict()
-    timed.clear()
-    gc.collect()
-    return entry
+def _timing(slot: dict) -> Optional[dict]:
+    pooled = [v for r in slot["rounds"] for v in r]
+    if not pooled:
+        return None
+    stats = Stats.from_samples(pooled, slot["inner"] or 1, slot["first_call_s"]).to_dict()
+    stats["rounds"] = slot["rounds"]
+    return stats
 
 
 def run_benchmarks(cases: Sequence[Case], contestants: Sequence[bk.Contestant], *,
-                   budget: Budget = QUICK, grid: str = "custom", check: bool = True,
-                   show_progress: bool = True) -> dict:
-    """Measure `cases` on `contestants`; returns the JSON record."""
+                   budget: Budget = QUICK, rounds: int = 3, threads: int = 1, grid: str = "custom",
+                   check: bool = True, show_progress: bool = True,
+                   launch: Launch = launch_process) -> dict:
+    """Measure `cases` on `contestants` in `rounds` rounds of worker processes; the JSON record."""
     available = [c for c in contestants if c.available]
     devices = sorted({c.device for c in available})
-    if any(c.is_torch and c.device == "cuda" for c in available):
-        from .workloads import configure_torch_cuda
+    floors = [bk.floor_contestant(d) for d in devices]
+    # The GEMM floor goes first: cheap, and timed with the same threads as the contestants, it shows
+    # the cost model early how fast this machine is.
+    units = [f for f in floors if f.available] + available
+    jobs = plan_jobs(cases, units, rounds, check)
+    model = CostModel(jobs, budget)
+    collector = _Collector(rounds)
+    dtypes = sorted({c.dtype for c in cases})
+    by_name = {u.name: u for u in units}
+    case_started = [time.perf_counter()]
+    progress = Progress(lambda: model.remaining_s(time.perf_counter() - case_started[0]),
+                        enabled=show_progress)
 
-        configure_torch_cuda()
-    peaks_dtypes = sorted({c.dtype for c in cases})
-    peak_cost = 1e9  # a square GEMM; about one small case
-    progress = Progress(sum(case_cost(c) for c in cases)
-                        + 2 * peak_cost * len(devices) * len(peaks_dtypes), enabled=show_progress)
-    record = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "grid": grid,
-        "machine": machine_record(probe_gpu="cuda" in devices),
+    machine = machine_record(probe_gpu="cuda" in devices)
+    busy0, own0, t0 = cpu_busy_s(), own_cpu_s(), time.perf_counter()
+    eta = {"predicted_at_start_s": round(model.remaining_s(), 1)}
+
+    def first_case_done() -> None:
+        if "predicted_after_first_case_s" not in eta:
+            elapsed = time.perf_counter() - t0
+            eta["predicted_after_first_case_s"] = round(elapsed + model.remaining_s(), 1)
+    ticker = _Ticker(progress)
+    try:
+        with tempfile.TemporaryDirectory(prefix="fastrnn-reference-") as ref_dir:
+            for job in jobs:
+                _run_job(job, _spec(job, by_name, budget, threads, dtypes, ref_dir if check else None,
+                                    collector), launch, model, collector, progress, ticker,
+                         case_started, rounds, first_case_done)
+    finally:
+        ticker.stop()
+        progress.close()
+    wall = time.perf_counter() - t0
+    machine["load_after"] = load_average()
+    machine["other_cpu_share"] = _other_share(busy0, own0, wall, machine["cpu"])
+    machine["threads"] = {"requested": threads, "by_contestant": collector.threads}
+    machine["wall_s"] = round(wall, 1)
+    record = _record(cases, contestants, floors, collector, machine, budget, rounds, threads, grid,
+                     check, devices)
+    record["settings"]["eta"] = dict(eta, actual_s=round(wall, 1))
+    return record
+
+
+def _spec(job: Job, by_name: dict, budget: Budget, threads: int, dtypes, ref_dir, collector) -> dict:
+    """The worker's job. Later rounds leave out the cases a contestant failed or errored on, and the
+    cases whose reference failed."""
+    if job.unit == "reference":
+        return {"role": "reference", "cases": [c.to_dict() for c in job.cases],
+                "reference_dir": ref_dir, "threads": REFERENCE_THREADS}
+    job.cases = [c for c in job.cases if collector.usable(job.unit, c.key)
+                 and collector.reference.get(c.key, {}).get("status", "ok") == "ok"]
+    unit = by_name[job.unit]
+    spec = {"role": "contestant", "contestant": unit.to_dict(),
+            "cases": [c.to_dict() for c in job.cases], "budget": budget.__dict__.copy(),
+            "check": job.check, "reference_dir": ref_dir, "threads": threads}
+    if unit.family == "gemm-floor":
+        spec["peak_gemm"] = dtypes
+    return spec
+
+
+def _run_job(job, spec, launch, model, collector, progress, ticker, case_started, rounds,
+             first_case_done) -> None:
+    what = "reference" if job.unit == "reference" else f"round {job.round + 1}/{rounds} {job.unit}"
+    if not job.cases:
+        job.started = job.finished = True
+        return
+    started = time.perf_counter()
+    pending = {c.key: c for c in job.cases}
+    ticker.label = f"{what}: starting"
+    first = [True]
+
+    def on_line(line: dict) -> None:
+        if line.get("event") == "case":
+            case = pending.pop(line["key"])
+            if first[0]:
+                model.observe_startup(job, time.perf_counter() - started - line.get("wall_s", 0.0))
+                first[0] = False
+                job.started = True
+            model.observe_case(job, case, line.get("wall_s", 0.0), line.get("check_s") or 0.0)
+            first_case_done()
+            case_started[0] = time.perf_counter()
+            nxt = next(iter(pending.values()), None)
+            ticker.label = f"{what}: {nxt.label}" if nxt else f"{what}: finishing"
+            progress.show(f"{what}: {case.label} done", step=True)
+        collector.take(job, line)
+
+    job.started = False
+    case_started[0] = time.perf_counter()
+    code, stderr = launch(spec, on_line)
+    job.started = job.finished = True
+    if pending:
+        tail = " ".join(stderr.strip().splitlines()[-3:])[-400:]
+        why = f"the worker process exited with status {code} before this case: {tail or 'no message'}"
+        for case in pending.values():
+            collector.failed(job, case, why)
+
+
+class _Ticker:
+    """Redraws the bar once a second on a terminal, so the time left moves during long cases."""
+
+    def __init__(self, progress: Progress):
+        self.progress, self.label = progress, "starting"
+        self._stop = threading.Event()
+        self._thread = None
+        if progress.enabled and progress.tty:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.progress.show(self.label)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+
+
+def _other_share(busy0, own0, wall: float, cpu: dict) -> Optional[float]:
+    """Share of the machine's CPU time that other processes used during the run (0 = idle)."""
+    busy1, own1 = cpu_busy_s(), own_cpu_s()
+    cpus = cpu.get("logical_cpus") or 1
+    if busy0 is None or busy1 is None or wall <= 0:
+        return None
+    return round(max(0.0, (busy1 - busy0) - (own1 - own0)) / (wall * cpus), 3)
+
+
+def _record(cases, contestants, floors, collector, machine, budget, rounds, threads, grid, check,
+            devices) -> dict:
+    entries = []
+    for case in cases:
+        ref = collector.reference.get(case.key, {})
+        entry = {"case": case.to_dict(), "label": case.label, "key": case.key, "flops": case.flops,
+                 "check_T": ref.get("check_T"), "floors": {}, "results": []}
+        for c in contestants:
+            row = {"backend": c.name, "device": c.device, "family": c.family, "status": "ok",
+                   "time": None, "check": None, "error": None}
+            entry["results"].append(row)
+            if not c.available:
+                row["status"], row["error"] = "unavailable", c.reason
+                continue
+            if ref.get("status") == "error":
+                row["status"], row["error"] = "error", ref["error"]
+                continue
+            slot = collector.results.get((c.name, case.key))
+            if slot is None:
+                row["status"], row["error"] = "error", "not run"
+                continue
+            row.update(status=slot["status"], error=slot["error"], check=slot["check"],
+                       time=_timing(slot) if slot["status"] == "ok" else None)
+        for f in floors:
+            slot = collector.results.get((f.name, case.key))
+            if not f.available:
+                continue
+            if slot and slot["status"] == "ok":
+                entry["floors"][f.device] = _timing(slot)
+            elif slot:
+                entry["floors"][f.device] = {"error": slot["error"]}
+        entries.append(entry)
+    return {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "grid": grid, "machine": machine,
         "settings": {
+            "isolation": "process",
+            "rounds": rounds,
+            "threads": threads,
             "budget": budget.__dict__.copy(),
             "timing": {"cpu": "time.perf_counter around whole calls",
                        "cuda": "CUDA events around whole calls"},
@@ -162,39 +326,9 @@ def run_benchmarks(cases: Sequence[Case], contestants: Sequence[bk.Contestant], 
             "check": {"flop_budget": CHECK_FLOP_BUDGET, "min_T": MIN_CHECK_T,
                       "tolerance": TOLERANCE, "enabled": check},
         },
-        "contestants": [{"name": c.name, "device": c.device, "torch": c.is_torch,
-                         "available": c.available, "reason": c.reason} for c in contestants],
-        "peak_gemm": [],
-        "cases": [],
+        "contestants": [dict(c.to_dict(), threads=collector.threads.get(c.name))
+                        for c in contestants],
+        "floors": [dict(f.to_dict(), threads=collector.threads.get(f.name)) for f in floors],
+        "peak_gemm": list(collector.peaks.values()),
+        "cases": entries,
     }
-    def measure_peaks(when: str) -> None:
-        """Peak GEMM rates, measured before and after the cases; the record keeps the better."""
-        for device in devices:
-            for dtype in peaks_dtypes:
-                progress.show(f"peak GEMM rate ({device}, {dtype}, {when})")
-                try:
-                    found = peak_gemm(device, dtype, budget)
-                except Exception as exc:
-                    found = {"device": device, "dtype": dtype, "error": _error_text(exc)}
-                known = next((p for p in record["peak_gemm"]
-                              if p["device"] == device and p["dtype"] == dtype), None)
-                if known is None:
-                    record["peak_gemm"].append(found)
-                elif found.get("gflops", 0) > known.get("gflops", 0):
-                    record["peak_gemm"][record["peak_gemm"].index(known)] = found
-                progress.advance(peak_cost, f"peak GEMM rate ({device}, {dtype}, {when})")
-
-    try:
-        measure_peaks("before")
-        for i, case in enumerate(cases):
-            label = f"case {i + 1}/{len(cases)} {case.label}"
-            record["cases"].append(run_case(case, contestants, budget, progress, check, label))
-            progress.advance(case_cost(case), f"{label}: done")
-        measure_peaks("after")
-    finally:
-        progress.close()
-    # Thread counts after the run: Numba's pool exists by now.
-    from .machine import thread_info
-
-    record["machine"]["threads"] = thread_info()
-    return record

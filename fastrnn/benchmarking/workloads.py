@@ -1,4 +1,5 @@
-"""The timed calls: one case run by a fastrnn backend or by PyTorch, on the same weights and inputs.
+"""The timed calls: one case run by a fastrnn backend, by PyTorch, or as its GEMMs alone (the floor), on
+the same weights and inputs.
 
 A Problem holds the data of one case (parameters under PyTorch's names, input, output gradient) on
 the host; every contestant loads the same Problem, so their numbers are comparable and their outputs
@@ -7,6 +8,9 @@ can be checked against the NumPy reference. A Workload is one contestant bound t
     outputs(problem) -> {name: float64 host array}   what is compared with the reference
     prepare(problem) -> fn                           fn() is exactly one timed call
     timer()                                          how to time fn on this device
+
+FAMILIES maps a contestant's family (backends.Contestant.family) to its Workload class; a new kind of
+contestant is one class here and one entry there.
 """
 from __future__ import annotations
 
@@ -17,13 +21,10 @@ import numpy as np
 
 from ..cells import CELLS
 from ..devices import array_module, to_host
-from ..numerics import BENCHMARK_CHECK, relative_error
 from .backends import REFERENCE
+from .floor import gemm_floor_call
 from .grid import Case
 from .timing import CudaEventTimer, HostTimer, Timer
-
-# Relative error (fastrnn.numerics.relative_error, per tensor) allowed against the float64 reference.
-TOLERANCE = BENCHMARK_CHECK
 
 
 @dataclass
@@ -63,6 +64,7 @@ def make_problem(case: Case, seed: int = 0) -> Problem:
 
 class Workload:
     device = "cpu"
+    checked = True   # whether outputs() is compared with the reference before timing
 
     def outputs(self, problem: Problem) -> dict:
         raise NotImplementedError
@@ -207,7 +209,8 @@ class TorchWorkload(Workload):
 
     Training: forward with explicit initial states that require grad (so dh0 is computed, as fastrnn
     computes it) and out.backward(dout), parameter gradients reset to None first so nothing is
-    accumulated. Inference: eval mode under torch.inference_mode(). Threads: PyTorch's default."""
+    accumulated. Inference: eval mode under torch.inference_mode(). Threads: set by the worker process
+    (threads.py), like every other contestant's."""
 
     def __init__(self, case: Case, params: dict, device: str):
         import torch
@@ -320,24 +323,31 @@ class TorchWorkload(Workload):
         return result
 
 
+# -- the GEMM floor --------------------------------------------------------------------------------
+
+class GemmFloorWorkload(Workload):
+    """The case's matrix products alone, with the device's BLAS (floor.py); nothing to check."""
+
+    checked = False
+
+    def __init__(self, case: Case, params: dict, device: str):
+        self.case, self.device = case, device
+
+    def prepare(self, problem: Problem):
+        fn, self._timer = gemm_floor_call(self.case, self.device)
+        return fn
+
+    def timer(self) -> Timer:
+        return self._timer
+
+
+FAMILIES = {
+    "fastrnn": lambda case, params, c: FastrnnWorkload(case, params, c.name, c.device),
+    "torch": lambda case, params, c: TorchWorkload(case, params, c.device),
+    "gemm-floor": lambda case, params, c: GemmFloorWorkload(case, params, c.device),
+}
+
+
 def make_workload(case: Case, params: dict, contestant) -> Workload:
-    if contestant.is_torch:
-        return TorchWorkload(case, params, contestant.device)
-    return FastrnnWorkload(case, params, contestant.name, contestant.device)
-
-
-def compare_outputs(got: dict, ref: dict) -> tuple[float, str]:
-    """Worst relative error (fastrnn.numerics.relative_error) over the reference's tensors, and which.
-
-    A tensor the contestant did not produce, or of the wrong shape, is an error."""
-    worst, worst_name = 0.0, ""
-    for name, r in ref.items():
-        if name not in got:
-            raise AssertionError(f"the contestant produced no {name!r}")
-        g = got[name]
-        if g.shape != r.shape:
-            raise AssertionError(f"{name} has shape {g.shape}, the reference {r.shape}")
-        err = relative_error(g, r)
-        if err > worst or not worst_name:
-            worst, worst_name = err, name
-    return worst, worst_name
+    """The Workload of `contestant` (a backends.Contestant) on `case` with these parameters."""
+    return FAMILIES[contestant.family](case, params, contestant)

@@ -1,0 +1,75 @@
+"""The check before timing: a contestant's outputs against the float64 NumPy reference on the same case.
+
+A wrong result timed is a meaningless number, so a contestant that fails the check is not timed. The
+reference is computed once per case (in its own worker process during `fastrnn bench`) and saved, so
+every contestant's worker compares with the same arrays.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..numerics import BENCHMARK_CHECK, relative_error
+from .grid import Case
+from .workloads import make_problem, reference_outputs
+
+# Relative error (numerics.relative_error, per tensor) allowed against the float64 reference: the
+# table's BENCHMARK_CHECK row (why it is looser than the test suite's bounds is said there).
+TOLERANCE = BENCHMARK_CHECK
+
+# The reference runs in float64; cases whose GEMM work would exceed this many FLOPs are checked on
+# their first T steps only (never fewer than MIN_CHECK_T), same N, I and H.
+CHECK_FLOP_BUDGET = 5e9
+MIN_CHECK_T = 4
+
+
+def check_steps(case: Case) -> int:
+    per_step = case.flops / case.T
+    return int(min(case.T, max(MIN_CHECK_T, CHECK_FLOP_BUDGET // per_step)))
+
+
+def reference_for(case: Case) -> tuple[int, dict]:
+    """(check_T, the float64 reference's outputs on the first check_T steps of case)."""
+    T = check_steps(case)
+    return T, reference_outputs(make_problem(case.with_T(T)))
+
+
+def save_reference(reference: tuple[int, dict], path) -> None:
+    T, outputs = reference
+    np.savez(path, __T__=np.array(T), **outputs)
+
+
+def load_reference(path) -> tuple[int, dict]:
+    with np.load(Path(path)) as data:
+        outputs = {k: data[k] for k in data.files if k != "__T__"}
+        return int(data["__T__"]), outputs
+
+
+def compare_outputs(got: dict, ref: dict) -> tuple[float, str]:
+    """Worst relative error over the reference's tensors, and which tensor it is. A tensor the
+    contestant did not produce, or of the wrong shape, raises AssertionError."""
+    worst, worst_name = 0.0, ""
+    for name, r in ref.items():
+        if name not in got:
+            raise AssertionError(f"the contestant produced no {name!r}")
+        if got[name].shape != r.shape:
+            raise AssertionError(f"{name} has shape {got[name].shape}, the reference {r.shape}")
+        err = relative_error(got[name], r)
+        if err > worst or not worst_name:
+            worst, worst_name = err, name
+    return worst, worst_name
+
+
+def check_against_reference(case: Case, work, reference: tuple[int, dict]) -> dict:
+    """Run `work` on the reference's problem; the worst relative error and whether it passes."""
+    T, ref = reference
+    err, tensor = compare_outputs(work.outputs(make_problem(case.with_T(T))), ref)
+    tol = TOLERANCE[case.dtype]
+    return {"T": T, "max_rel_err": err, "tensor": tensor, "tolerance": tol,
+            "passed": bool(err <= tol)}
+
+
+def failure_text(verdict: dict) -> str:
+    return (f"{verdict['tensor']} differs from the reference by {verdict['max_rel_err']:.3g} "
+            f"(relative; tolerance {verdict['tolerance']:g}); not timed")
