@@ -100,8 +100,8 @@ class RecurrentStack(torch.autograd.Function):
         if torch.is_grad_enabled():
             raise RuntimeError(
                 f"fastrnn.torch.{plan.name} has no double backward: its gradients come from fastrnn's "
-                "kernels, which are not themselves differentiable (create_graph=True, "
-                "torch.autograd.grad of a gradient, gradgradcheck). Use torch.nn."
+                "kernels, which are not themselves differentiable, so a backward with create_graph=True "
+                "(a gradient penalty, gradgradcheck) is refused. Use torch.nn."
                 f"{plan.name} for the part of the model that needs higher-order gradients.")
         ctx.saved_tensors  # noqa: B018  (reading them checks the version counters)
         xp = array_module(plan.device)
