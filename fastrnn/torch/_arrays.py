@@ -57,12 +57,17 @@ def to_tensor(array):
 
 
 def on_torch_stream(device: str, index):
-    """Context in which CuPy launches on torch's current CUDA stream (nothing to do on the CPU)."""
+    """Context in which CuPy works on the tensors' GPU and launches on torch's current stream there
+    (nothing to do on the CPU)."""
     if device == "cpu":
         return contextlib.nullcontext()
     cupy = array_module("cuda")
+    index = torch.cuda.current_device() if index is None else index
+    stack = contextlib.ExitStack()
+    stack.enter_context(cupy.cuda.Device(index))
     stream = torch.cuda.current_stream(index)
-    return cupy.cuda.ExternalStream(stream.cuda_stream, index)
+    stack.enter_context(cupy.cuda.ExternalStream(stream.cuda_stream, index))
+    return stack
 
 
 def kernels_for(cell, device: str, backend):
