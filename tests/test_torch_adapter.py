@@ -338,3 +338,26 @@ def test_converted_model_state_dict_save_load_to_and_double():
     assert_close(model(tokens), plain(tokens), F64, "after .double()")
     model.to(torch.float32).to("cpu")
     assert model(tokens).dtype == torch.float32
+
+
+# ------------------------------------------------------------------------------------------- docs
+
+def _public_names():
+    from fastrnn.torch import models
+    return [getattr(frt, n) for n in frt.__all__] + [models.CharLM, models.char_lm,
+                                                     models.char_lm_train_step, models.char_lm_sample]
+
+
+@pytest.mark.parametrize("obj", _public_names(), ids=lambda o: o.__name__)
+def test_public_names_have_numpydoc_sections_and_working_examples(obj):
+    import doctest
+    doc = obj.__doc__ or ""
+    for section in ("Parameters\n", "Inputs\n", "Outputs\n", "Examples\n"):
+        assert section in doc, f"{obj.__name__} docstring lacks {section.strip()}"
+    finder = doctest.DocTestFinder(recurse=False)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    module = __import__(obj.__module__, fromlist=["_"])
+    for test in finder.find(obj, obj.__name__, module=module, globs={}):
+        runner.run(test)
+    assert runner.tries > 0, f"{obj.__name__}: no docstring example ran"
+    assert runner.failures == 0, f"{obj.__name__}: {runner.failures} docstring example(s) failed"
