@@ -18,22 +18,19 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from fastrnn.benchmarking.timing import Budget, HostTimer, measure
 
 CONTESTANTS = ("torch", "fastrnn")
 CASES = ("train", "infer")
 
 
 def _time_ms(fn, warmup, repeats):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+    """Median ms of `repeats` calls after the first call and `warmup` more (fastrnn's timing)."""
+    budget = Budget(warmup=warmup, target_s=0.0, min_repeats=repeats, max_repeats=repeats,
+                    min_sample_s=0.0)
+    return 1000 * measure(fn, HostTimer(), budget).median
 
 
 def worker(args) -> dict:

@@ -12,13 +12,12 @@ own process).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 from torch import nn
 
 import fastrnn.torch as frt
+from fastrnn.benchmarking.timing import Budget, HostTimer, measure
 
 
 class FrameTagger(nn.Module):
@@ -35,16 +34,12 @@ class FrameTagger(nn.Module):
 
 
 def median_ms(fn, repeats):
-    fn()                                   # warm-up: first calls compile or allocate
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+    """Median ms of `repeats` calls, after an untimed first call (compilation, allocation)."""
+    budget = Budget(target_s=0.0, min_repeats=repeats, max_repeats=repeats, min_sample_s=0.0)
+    return 1000 * measure(fn, HostTimer(), budget).median
 
 
-def measure(model, frames, labels, repeats):
+def time_model(model, frames, labels, repeats):
     """(inference ms, training-step ms), medians."""
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
 
@@ -73,7 +68,7 @@ def main(argv=None):
     model = FrameTagger(hidden=args.hidden)
     frames = torch.randn(args.seq_len, args.batch, 40)
     labels = torch.randint(0, 32, (args.seq_len, args.batch))
-    before = measure(model, frames, labels, args.repeats)
+    before = time_model(model, frames, labels, args.repeats)
     with torch.no_grad():
         torch_out = model(frames)
 
@@ -81,7 +76,7 @@ def main(argv=None):
 
     with torch.no_grad():
         fastrnn_out = model(frames)
-    after = measure(model, frames, labels, args.repeats)
+    after = time_model(model, frames, labels, args.repeats)
     err = ((fastrnn_out - torch_out).abs().max() / torch_out.abs().max()).item()
     print(f"model: {model.gru}  (T={args.seq_len}, N={args.batch}); float32")
     print(f"{'':14s}{'torch.nn':>12s}{'converted':>12s}{'speedup':>10s}")

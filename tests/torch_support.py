@@ -22,23 +22,23 @@ def _family_kwargs(kind: str, kwargs: dict):
     return kind, kwargs
 
 
-def sequence_pair(kind: str, *args, **kwargs):
-    """(torch.nn module, fastrnn.torch module) of one kind with the same weights."""
+def _pair(table, kind: str, args, kwargs):
     family, kwargs = _family_kwargs(kind, kwargs)
-    torch_cls, fast_cls = _SEQUENCE[family]
+    torch_cls, fast_cls = table[family]
     reference = torch_cls(*args, **kwargs)
     fast = fast_cls(*args, **kwargs)
     fast.load_state_dict(reference.state_dict())
     return reference, fast
+
+
+def sequence_pair(kind: str, *args, **kwargs):
+    """(torch.nn module, fastrnn.torch module) of one kind with the same weights."""
+    return _pair(_SEQUENCE, kind, args, kwargs)
 
 
 def cell_pair(kind: str, *args, **kwargs):
-    family, kwargs = _family_kwargs(kind, kwargs)
-    torch_cls, fast_cls = _CELL[family]
-    reference = torch_cls(*args, **kwargs)
-    fast = fast_cls(*args, **kwargs)
-    fast.load_state_dict(reference.state_dict())
-    return reference, fast
+    """(torch.nn cell, fastrnn.torch cell) of one kind with the same weights."""
+    return _pair(_CELL, kind, args, kwargs)
 
 
 def state_for(kind: str, shape, dtype=torch.float64, requires_grad=True):

@@ -12,6 +12,7 @@ from torch import nn
 from .. import cells
 from ._arrays import device_kind, kernels_for, on_torch_stream, to_array, to_tensor
 from ._checks import check_compute_dtype, check_input, check_shape, state_pair
+from ._docs import FACTORY_AND_BACKEND
 from ._stack import StackPlan, run_stack
 
 
@@ -20,8 +21,14 @@ class _FastCell:
 
     fastrnn_backend = None
 
+    def __init__(self, *args, backend=None, **kwargs):
+        super().__init__(*args, **kwargs)      # the torch.nn class's constructor
+        self._init_fastrnn(backend)
+
+    _CELL = None   # the cell spec of LSTMCell and GRUCell; RNNCell's depends on its nonlinearity
+
     def _cell_spec(self):
-        raise NotImplementedError
+        return self._CELL
 
     def _init_fastrnn(self, backend) -> None:
         self.fastrnn_backend = backend
@@ -92,10 +99,7 @@ _CELL_DOC = """{summary}
         Features of the input and of the hidden state H.
     bias : bool, default True
         Whether the cell has b_ih and b_hh.{extra}
-    device, dtype : optional
-        torch's factory arguments for the parameters.
-    backend : str, optional, keyword only
-        fastrnn backend ("numba", "numpy", "cupy"); None means the best one for the tensors' device.
+    {factory}
 
     Inputs
     ------
@@ -118,7 +122,8 @@ _CELL_DOC = """{summary}
 
 
 def _doc(name, summary, g, hx_doc, out_doc, example, extra=""):
-    return _CELL_DOC.format(name=name, summary=summary, g=g, hx_doc=hx_doc, out_doc=out_doc,
+    return _CELL_DOC.format(factory=FACTORY_AND_BACKEND, name=name, summary=summary, g=g,
+                            hx_doc=hx_doc, out_doc=out_doc,
                             example=example, extra=extra)
 
 
@@ -135,12 +140,7 @@ class LSTMCell(_FastCell, nn.LSTMCell):
         ">>> cell = frt.LSTMCell(8, 16)\n    >>> h, c = cell(torch.randn(4, 8))\n"
         "    >>> h, c = cell(torch.randn(4, 8), (h, c))\n    >>> h.shape\n    torch.Size([4, 16])")
 
-    def __init__(self, *args, backend=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_fastrnn(backend)
-
-    def _cell_spec(self):
-        return cells.LSTM
+    _CELL = cells.LSTM
 
 
 class GRUCell(_FastCell, nn.GRUCell):
@@ -149,12 +149,7 @@ class GRUCell(_FastCell, nn.GRUCell):
         _H_OUT, ">>> cell = frt.GRUCell(8, 16)\n    >>> h = cell(torch.randn(4, 8))\n"
         "    >>> h.shape\n    torch.Size([4, 16])")
 
-    def __init__(self, *args, backend=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_fastrnn(backend)
-
-    def _cell_spec(self):
-        return cells.GRU
+    _CELL = cells.GRU
 
 
 class RNNCell(_FastCell, nn.RNNCell):
@@ -164,10 +159,6 @@ class RNNCell(_FastCell, nn.RNNCell):
         "    >>> h = cell(torch.randn(8))                # unbatched\n    >>> h.shape\n"
         "    torch.Size([16])",
         extra="\n    nonlinearity : {'tanh', 'relu'}, default 'tanh'\n        The activation.")
-
-    def __init__(self, *args, backend=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_fastrnn(backend)
 
     def _cell_spec(self):
         return cells.rnn_cell(self.nonlinearity)

@@ -14,6 +14,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from .. import cells
 from ._arrays import array_module, device_kind, kernels_for
 from ._checks import check_compute_dtype, check_input, check_shape, state_pair
+from ._docs import FACTORY_AND_BACKEND
 from ._stack import WEIGHT_KINDS, StackPlan, run_stack
 
 _CELL_OF_MODE = {"LSTM": cells.LSTM, "GRU": cells.GRU, "RNN_TANH": cells.RNN_TANH,
@@ -31,6 +32,10 @@ class _FastSequence:
     """The forward shared by LSTM, GRU and RNN (mixed in before the torch.nn class)."""
 
     fastrnn_backend = None   # None or "auto": the best available backend for the tensors' device
+
+    def __init__(self, *args, backend=None, **kwargs):
+        super().__init__(*args, **kwargs)      # the torch.nn class's constructor
+        self._init_fastrnn(backend)
 
     def _init_fastrnn(self, backend) -> None:
         check_no_projection(self)
@@ -154,10 +159,7 @@ _SEQUENCE_DOC = """{summary}
         from torch's generator, so ``torch.manual_seed`` governs them.
     bidirectional : bool, default False
         Adds a reverse direction; outputs are [forward, reverse] on the feature axis (D = 2).{proj}
-    device, dtype : optional
-        torch's factory arguments for the parameters.
-    backend : str, optional, keyword only
-        fastrnn backend ("numba", "numpy", "cupy"); None means the best one for the tensors' device.
+    {factory}
 
     Inputs
     ------
@@ -212,7 +214,8 @@ _EXAMPLES = {
 
 def _doc(name: str, summary: str, extra_param: str = "", proj: str = "") -> str:
     hx_doc, hn_doc = _STATE_DOCS[name]
-    return _SEQUENCE_DOC.format(summary=summary, name=name, extra_param=extra_param, proj=proj,
+    return _SEQUENCE_DOC.format(factory=FACTORY_AND_BACKEND, summary=summary, name=name,
+                                extra_param=extra_param, proj=proj,
                                 hx_doc=hx_doc, hn_doc=hn_doc, example=_EXAMPLES[name][4:])
 
 
@@ -222,18 +225,10 @@ class LSTM(_FastSequence, nn.LSTM):
                    proj="\n    proj_size : int, default 0\n        Must be 0: LSTM projections are "
                    "not supported yet (a ValueError says so).")
 
-    def __init__(self, *args, backend=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_fastrnn(backend)
-
 
 class GRU(_FastSequence, nn.GRU):
     __doc__ = _doc("GRU", "Multi-layer GRU (gates r, z, n; b_hn inside the r product) computed by "
                    "fastrnn, a drop-in for torch.nn.GRU.")
-
-    def __init__(self, *args, backend=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_fastrnn(backend)
 
 
 class RNN(_FastSequence, nn.RNN):
@@ -241,7 +236,3 @@ class RNN(_FastSequence, nn.RNN):
                    "computed by fastrnn, a drop-in for torch.nn.RNN.",
                    extra_param="\n    nonlinearity : {'tanh', 'relu'}, default 'tanh'\n        The "
                    "activation (the fourth positional argument, as in torch.nn.RNN).")
-
-    def __init__(self, *args, backend=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_fastrnn(backend)
