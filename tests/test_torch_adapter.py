@@ -15,8 +15,9 @@ from torch.nn.utils.rnn import pack_padded_sequence, pack_sequence  # noqa: E402
 import fastrnn.torch as frt  # noqa: E402
 from fastrnn.numerics import TORCH_PARITY  # noqa: E402
 from fastrnn.torch._arrays import to_array, to_tensor  # noqa: E402
-from torch_support import (KINDS, assert_close, cell_pair, flat_state, one_torch_thread,  # noqa: E402,F401
-                           sequence_pair, state_for)
+from torch_support import one_torch_thread  # noqa: E402,F401  (a fixture)
+from torch_support import (KINDS, assert_close, cell_pair, flat_state, sequence_pair,  # noqa: E402
+                           state_for)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 F64 = TORCH_PARITY["float64"]

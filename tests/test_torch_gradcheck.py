@@ -8,7 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch.func import functional_call  # noqa: E402
 
-from torch_support import KINDS, cell_pair, flat_state, one_torch_thread, sequence_pair, state_for  # noqa: E402,F401
+from torch_support import one_torch_thread  # noqa: E402,F401  (a fixture)
+from torch_support import KINDS, cell_pair, flat_state, sequence_pair, state_for  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
