@@ -362,3 +362,18 @@ def test_public_names_have_numpydoc_sections_and_working_examples(obj):
         runner.run(test)
     assert runner.tries > 0, f"{obj.__name__}: no docstring example ran"
     assert runner.failures == 0, f"{obj.__name__}: {runner.failures} docstring example(s) failed"
+
+
+def test_non_contiguous_parameters_and_gradients_are_handled():
+    torch.manual_seed(15)
+    reference, fast = sequence_pair("gru", 3, 4, dtype=torch.float64)
+    with torch.no_grad():
+        transposed = fast.weight_hh_l0.detach().t().contiguous().t()   # same values, strided
+    fast.weight_hh_l0 = nn.Parameter(transposed)
+    assert not fast.weight_hh_l0.is_contiguous()
+    x = torch.randn(4, 2, 3, dtype=torch.float64)
+    outputs = [m(x)[0] for m in (reference, fast)]
+    grads = [torch.autograd.grad(o.sum(), m.weight_hh_l0)[0]      # sum(): a stride-0 gradient
+             for o, m in zip(outputs, (reference, fast))]
+    assert_close(outputs[1], outputs[0], F64, "output")
+    assert_close(grads[1], grads[0], F64, "weight_hh_l0 gradient")

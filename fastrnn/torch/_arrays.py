@@ -38,10 +38,11 @@ def array_module(device: str):
 
 
 def to_array(tensor):
-    """A NumPy (CPU) or CuPy (CUDA) view of a contiguous tensor; None stays None."""
+    """A NumPy (CPU) or CuPy (CUDA) view of the tensor (kernels take C-contiguous arrays, so a
+    non-contiguous tensor, e.g. a user's transposed parameter, is copied first); None stays None."""
     if tensor is None:
         return None
-    tensor = tensor.detach()
+    tensor = tensor.detach().contiguous()
     if tensor.device.type == "cpu":
         return tensor.numpy()
     return array_module("cuda").from_dlpack(tensor)

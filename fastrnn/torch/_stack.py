@@ -105,7 +105,7 @@ class RecurrentStack(torch.autograd.Function):
                 f"{plan.name} for the part of the model that needs higher-order gradients.")
         ctx.saved_tensors  # noqa: B018  (reading them checks the version counters)
         xp = array_module(plan.device)
-        grads_in = [None if g is None else to_array(g.contiguous()) for g in (dout, dh_n, dc_n)]
+        grads_in = [to_array(g) for g in (dout, dh_n, dc_n)]
         with on_torch_stream(plan.device, plan.device_index):
             dx, dh0, dc0, grads = stack_backward(plan.kern, plan.cell, ctx.tape, *grads_in, xp)
         weight_grads = [to_tensor(g) for g in plan.flatten_grads(grads)]
