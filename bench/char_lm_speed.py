@@ -20,21 +20,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fastrnn.benchmarking.timing import Budget, HostTimer, measure
-
 CONTESTANTS = ("torch", "fastrnn")
 CASES = ("train", "infer")
 
 
 def _time_ms(fn, warmup, repeats):
     """Median ms of `repeats` calls after the first call and `warmup` more (fastrnn's timing)."""
+    from fastrnn.benchmarking.timing import Budget, HostTimer, measure
+
     budget = Budget(warmup=warmup, target_s=0.0, min_repeats=repeats, max_repeats=repeats,
                     min_sample_s=0.0)
     return 1000 * measure(fn, HostTimer(), budget).median
 
 
 def worker(args) -> dict:
-    """Time both cases for one contestant in this process; returns {case: median ms}."""
+    """Time both cases for one contestant in this process; returns {case: median ms}. Runs with the
+    repository on PYTHONPATH (set by _run_one), so the parent needs no fastrnn installed."""
     import torch
 
     from fastrnn.torch.models import char_lm, char_lm_train_step
