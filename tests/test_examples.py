@@ -2,6 +2,8 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -29,3 +31,39 @@ def test_readme_usage_example_runs():
     lstm = namespace["lstm"]
     assert set(lstm.grads) == set(lstm.state_dict())
     assert namespace["h"].shape == (1, namespace["H"])
+
+
+@pytest.fixture
+def _torch_example():
+    """Load a torch example with torch on one thread: these shapes are tiny, and torch's OpenMP pool
+    and NumPy's OpenBLAS pool busy-wait against each other on two cores."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield _load
+    torch.set_num_threads(before)
+
+
+def test_char_lm_learns_and_samples(capsys, _torch_example):
+    example = _torch_example("char_lm")
+    losses, sample = example.main(["--steps", "30", "--seq-len", "24", "--batch", "8",
+                                   "--embedding", "16", "--hidden", "32", "--lr", "1e-2",
+                                   "--sample", "40"])
+    printed = capsys.readouterr()
+    assert "sample:" in printed.out and "step 30" in printed.err     # the progress bar, on stderr
+    assert losses[-1] < 0.85 * losses[0]
+    _, vocab = example.load_text()
+    assert len(sample) == len("It is a truth") + 40 and set(sample) <= set(vocab)
+
+
+def test_sentiment_classifier_learns(_torch_example):
+    example = _torch_example("sentiment")
+    assert example.main(["--steps", "60", "--max-len", "12", "--hidden", "16"]) >= 0.9
+
+
+def test_convert_model_times_both_and_agrees(_torch_example):
+    example = _torch_example("convert_model")
+    before, after, err = example.main(["--seq-len", "6", "--batch", "3", "--hidden", "8",
+                                       "--repeats", "2"])
+    assert all(t > 0 for t in before + after)
+    assert err <= 1e-5
