@@ -60,13 +60,18 @@ def main(argv=None):
     which = "torch.nn" if args.torch else "fastrnn"
     print(f"{len(encoded)} characters, vocabulary of {len(vocab)}; LSTM by {which}: {model.lstm}")
 
-    progress = Progress(args.steps)
     losses = []
     start = time.perf_counter()
+
+    def time_left() -> float:   # the mean step so far, times the steps still to run
+        done = len(losses)
+        return (time.perf_counter() - start) / done * (args.steps - done) if done else 0.0
+
+    progress = Progress(time_left)
     for step in range(1, args.steps + 1):
         inputs, targets = random_batch(encoded, args.seq_len, args.batch, generator)
         losses.append(char_lm_train_step(model, optimizer, inputs, targets))
-        progress.advance(1, f"step {step} loss {losses[-1]:.3f}")
+        progress.show(f"step {step}/{args.steps} loss {losses[-1]:.3f}", step=True)
     progress.close()
     elapsed = time.perf_counter() - start
     print(f"loss {losses[0]:.3f} -> {losses[-1]:.3f} in {args.steps} steps, "

@@ -1,4 +1,4 @@
-"""An existing PyTorch model made faster with one call: fastrnn.torch.convert(model) switches every
+"""An existing PyTorch model switched to fastrnn with one call: fastrnn.torch.convert(model) switches every
 torch.nn RNN/LSTM/GRU (and cell) inside it to fastrnn, in place, keeping its weights.
 
     python examples/convert_model.py [--seq-len 100] [--batch 32] [--hidden 256] [--repeats 10]
@@ -12,6 +12,7 @@ own process).
 from __future__ import annotations
 
 import argparse
+import statistics
 
 import torch
 from torch import nn
@@ -36,7 +37,8 @@ class FrameTagger(nn.Module):
 def median_ms(fn, repeats):
     """Median ms of `repeats` calls, after an untimed first call (compilation, allocation)."""
     budget = Budget(target_s=0.0, min_repeats=repeats, max_repeats=repeats, min_sample_s=0.0)
-    return 1000 * measure(fn, HostTimer(), budget).median
+    samples, _ = measure(fn, HostTimer(), budget)
+    return 1000 * statistics.median(samples)
 
 
 def time_model(model, frames, labels, repeats):

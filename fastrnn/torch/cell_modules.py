@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .. import cells
+from ..contract import LayerWeights, StepRequest
 from ._arrays import device_kind, kernels_for, on_torch_stream, to_array, to_tensor
 from ._checks import check_compute_dtype, check_input, check_shape, state_pair
 from ._docs import FACTORY_AND_BACKEND
@@ -82,9 +83,11 @@ class _FastCell:
     @staticmethod
     def _step(kern, cell, device, x, h, c, weights):
         w = [to_array(t) for t in weights] + ([None, None] if len(weights) == 2 else [])
+        layer = LayerWeights(w_ih=w[0], w_hh=w[1], b_ih=w[2], b_hh=w[3])
         with torch.no_grad(), on_torch_stream(device, x.device.index):
-            h1, c1 = kern.step(cell, to_array(x), to_array(h), to_array(c), *w)
-        return to_tensor(h1), to_tensor(c1)
+            result = kern.step(StepRequest(cell=cell, x=to_array(x), h=to_array(h), c=to_array(c),
+                                           weights=layer))
+        return to_tensor(result.h), to_tensor(result.c)
 
 
 _CELL_DOC = """{summary}
