@@ -4,10 +4,18 @@ The end-of-run summary lists skipped tests once per reason, with a count: the su
 of parametrized cases for a handful of reasons (no GPU here, a backend without a kernel for a cell),
 and pytest's own ``-rs`` prints one line per skipping location. pyproject.toml's ``-rfExX`` keeps
 pytest's lines for failures, errors and xfails; the skips come from here.
+
+It also fixes the GEMM provider for the whole run (below).
 """
 from __future__ import annotations
 
+import os
 from collections import Counter
+
+# The suite never measures GEMM providers (fastrnn/cpu/gemm.py): it forces one, "numpy" unless the
+# run names another (FASTRNN_GEMM=numba pytest ... runs the whole suite on that provider).
+# tests/test_gemm.py checks the measuring chooser itself, with a private cache directory.
+os.environ.setdefault("FASTRNN_GEMM", "numpy")
 
 
 def _skip_reason(report) -> str:

@@ -189,6 +189,10 @@ def info_text() -> str:
                             if gpus else "none found by nvidia-smi"))
     lines += ["", "backends:"]
     lines += ["  " + line for line in dispatch.availability_report().splitlines()]
+    if dispatch.unavailable_reason("numba") is None:
+        from .cpu.gemm import choices_report
+
+        lines += [""] + choices_report().splitlines()
     lines += ["", "benchmark baselines:"]
     for device, name in TORCH_BASELINES.items():
         reason = torch_reason(device)

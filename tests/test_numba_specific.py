@@ -172,22 +172,6 @@ def test_backward_twice_and_inputs_untouched(name):
         assert (v is None and d[key] is None) or np.array_equal(v, d[key]), key
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("N, H, G", [(3, 5, 20), (32, 33, 99), (1, 4, 4)])
-def test_hidden_product_matches_matmul(N, H, G, dtype):
-    """The forward host loops' h @ W_hh^T, computed transposed and copied back (see _common.py)."""
-    from fastrnn.cpu._common import hidden_product
-
-    rng = np.random.default_rng(1)
-    h = rng.uniform(-1, 1, (N, H)).astype(dtype)
-    w_hh = rng.uniform(-1, 1, (G, H)).astype(dtype)
-    gh_t = np.empty((G, N), dtype)
-    gh = np.empty((N, G), dtype)
-    hidden_product(w_hh, h, gh_t, gh)
-    exact = h.astype(np.float64) @ w_hh.T.astype(np.float64)
-    assert relative_error(gh, exact) < 10 * SAME_BACKEND_PATHS[dtype]
-
-
 # ------------------------------------------------------------------------------ compiled code
 
 def _float32_llvm(fn, *args):

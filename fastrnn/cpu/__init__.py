@@ -4,14 +4,17 @@ Per layer and direction: the input projection is one BLAS GEMM over all T*N rows
 runs one GEMM h W_hh^T and one fused, jitted pointwise pass per step; backward runs one fused
 pointwise pass and one GEMM per step and leaves the weight gradients to whole-sequence GEMMs. Small
 batches (N <= SMALL_BATCH) run their whole time loop in jitted code instead. All BLAS calls go
-through NumPy (see _blas.py for why never through Numba's np.dot).
+through gemm.py's providers (see _blas.py for why never through Numba's np.dot).
 
 Importing this package compiles nothing: each kernel compiles on first use and is cached on disk.
 """
 from __future__ import annotations
 
+from .. import threads
 from ..contract import CellKernels
 from . import gru, lstm, rnn
+
+threads.apply()    # fastrnn.set_num_threads before Numba was imported reaches it now
 
 
 def _kernels(module) -> CellKernels:

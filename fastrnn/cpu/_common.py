@@ -1,7 +1,7 @@
 """Host-side pieces shared by the three cells: lengths, the hoisted GEMMs, buffers.
 
-The whole-sequence products run here through NumPy's BLAS (one call each, all T*N rows at once);
-only the recurrence runs in the jitted loops.
+The whole-sequence products run here (one call each, all T*N rows at once), the per-step ones in the
+host loops; all through gemm.py's providers. Only the recurrence runs in the jitted loops.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Optional
 import numpy as np
 
 from ..contract import ForwardRequest, LayerWeights, StepRequest, StepResult
-from ._blas import transpose_into
+from . import gemm
 
 
 @dataclass
@@ -46,39 +46,25 @@ def step_through_forward(forward, req: StepRequest) -> StepResult:
 def project_input(x: np.ndarray, w_ih: np.ndarray) -> np.ndarray:
     """x (T, N, I) @ w_ih.T as one GEMM over all T*N rows -> (T, N, G*H), a fresh buffer."""
     T, N, I = x.shape
-    return np.matmul(x.reshape(T * N, I), w_ih.T).reshape(T, N, w_ih.shape[0])
-
-
-def hidden_product(w_hh: np.ndarray, h: np.ndarray, gh_t: np.ndarray, gh: np.ndarray) -> None:
-    """gh (N, G) = h (N, H) @ w_hh.T for the forward host loops, computed as gh_t (G, N) = w_hh @ h.T
-    and transposed.
-
-    OpenBLAS (numpy's, Zen, AVX2) produces the (G, N) result ~1.6x faster than the (N, G) one for
-    these shapes (N 4..64, G H = 512 x 128 .. 2048 x 512, 1 or 2 threads): LSTM (N, H) = (32, 256)
-    153 -> 95 us a step. The transposing copy costs back ~0.6 ns an element (~19 us at 32 x 1024).
-    The pointwise passes need gh row-major: read through the transposed view they lose their SIMD
-    and run ~10x slower.
-    """
-    np.matmul(w_hh, h.T, out=gh_t)
-    transpose_into(gh_t, gh)
+    return gemm.matmul(x.reshape(T * N, I), w_ih.T).reshape(T, N, w_ih.shape[0])
 
 
 def run_forward_loop(step_fn, gates, step_args, w_hh, h) -> None:
-    """Forward time loop for batches above SMALL_BATCH: per step one GEMM gh = h W_hh^T
-    (hidden_product) and the cell's fused pointwise pass step_fn(s, gates, gh, *step_args), which
-    updates h in place."""
+    """Forward time loop for batches above SMALL_BATCH: per step one GEMM gh = h W_hh^T (W_hh
+    prepared once for the call by the chosen provider, see gemm.py) and the cell's fused pointwise
+    pass step_fn(s, gates, gh, *step_args), which updates h in place."""
     N, G = h.shape[0], w_hh.shape[0]
     gh = np.empty((N, G), dtype=h.dtype)
-    gh_t = np.empty((G, N), dtype=h.dtype)
+    hidden_product = gemm.step_product(w_hh, transpose=True, rows=N)
     for s in range(gates.shape[0]):
-        hidden_product(w_hh, h, gh_t, gh)
+        hidden_product(h, gh)
         step_fn(s, gates, gh, *step_args)
 
 
 def run_backward_loop(step_fn, step_args, w_hh, lengths, reverse, dh, dgates, db, dg_width=None,
                       accumulate=False):
     """Backward time loop for batches above SMALL_BATCH: per step the cell's fused pointwise pass
-    (step_fn, jitted) and one NumPy GEMM dh_prev = dg_step @ W_hh.
+    (step_fn, jitted) and one GEMM dh_prev = dg_step @ W_hh (W_hh prepared once, gemm.py).
 
     step_fn(s, *step_args, dh_rec, pending, dg_step, in_place, dgates, db) fills dg_step (N, G) with
     the step's gradients of the pre-activations that multiply W_hh (G = dg_width, default W_hh's
@@ -93,15 +79,16 @@ def run_backward_loop(step_fn, step_args, w_hh, lengths, reverse, dh, dgates, db
     in_place = shortest == T and G == dgates.shape[2]
     scratch = np.empty((N, G), dtype=dh.dtype)
     dh_rec = np.empty_like(dh)
+    state_product = gemm.step_product(w_hh, transpose=False, rows=N)
     pending = False
     for s in range(T - 1, -1, -1):
         dg_step = dgates[T - 1 - s if reverse else s] if in_place else scratch
         step_fn(s, *step_args, dh_rec, pending, dg_step, in_place, dgates, db)
         if s < shortest and not accumulate:
-            np.matmul(dg_step, w_hh, out=dh)
+            state_product(dg_step, dh)
             pending = False
         else:
-            np.matmul(dg_step, w_hh, out=dh_rec)
+            state_product(dg_step, dh_rec)
             pending = True
     if pending:
         dh += dh_rec
@@ -140,8 +127,8 @@ def input_gradients(dgates: np.ndarray, x: np.ndarray, w_ih: np.ndarray):
     """
     T, N, I = x.shape
     d2 = dgates.reshape(T * N, dgates.shape[2])
-    dx = np.matmul(d2, w_ih).reshape(T, N, I)
-    dw_ih = np.matmul(d2.T, x.reshape(T * N, I))
+    dx = gemm.matmul(d2, w_ih).reshape(T, N, I)
+    dw_ih = gemm.matmul(d2.T, x.reshape(T * N, I))
     return dx, dw_ih
 
 
@@ -157,4 +144,4 @@ def bias_gradients(db: np.ndarray, has_bias: bool, dtype):
 def recurrent_weight_gradient(dgates: np.ndarray, h_prev: np.ndarray) -> np.ndarray:
     """dw_hh = sum over (t, n) of dgates[t, n]^T h_prev[t, n], one GEMM."""
     T, N, H = h_prev.shape
-    return np.matmul(dgates.reshape(T * N, dgates.shape[2]).T, h_prev.reshape(T * N, H))
+    return gemm.matmul(dgates.reshape(T * N, dgates.shape[2]).T, h_prev.reshape(T * N, H))
