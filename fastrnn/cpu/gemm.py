@@ -18,6 +18,7 @@ Step providers (a name in PROVIDERS):
             row-major: read through a transposed view they lose their SIMD, ~10x slower.
   numba     fastrnn's jitted small_matmul (_blas.py), for a few rows (at most NUMBA_MAX_ROWS): no
             BLAS call overhead, W streamed once per row.
+  mkl, mkl-packed   opt-in only, see below.
 
 Which one a shape gets is measured on first use on this machine (a few milliseconds: every
 candidate in interleaved rounds on scratch arrays of the same shape, medians compared), and the
@@ -26,13 +27,20 @@ so later processes do not measure again. FASTRNN_GEMM=<name> forces one provider
 product it can run (tests and benchmarks use that; a forced "numba" still leaves shapes above
 NUMBA_MAX_ROWS rows to numpy). `fastrnn info` prints what was chosen (choices_report).
 
-MKL was measured as a provider on this project's AMD EPYC machine and lost to OpenBLAS at every shape
-that matters there, packed or not (see the module history); it is not offered.
+Opt-in only, with the extra fastrnn[mkl]: FASTRNN_GEMM=mkl or mkl-packed (_mkl.py: cblas_?gemm, or
+W packed once per call by cblas_?gemm_pack and each step run by cblas_?gemm_compute). On this
+project's 2-core AMD EPYC machine neither beat OpenBLAS on one thread at the step shapes (parity,
+packing bought nothing) and both lost ~2x on the whole-sequence shapes; its two-thread figures were
+swamped by other jobs on the shared machine, and a second OpenMP pool next to OpenBLAS's is the
+trap threads.py describes. So the chooser does not measure them. On the Intel machine of issue 9, packed MKL was 2.4x OpenBLAS on the LSTM step shape:
+worth a measured choice there once both pools can be kept from spinning against each other.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
+from importlib import metadata
 import platform
 import tempfile
 import time
@@ -48,7 +56,8 @@ ENV_FORCE = "FASTRNN_GEMM"
 ENV_CACHE_DIR = "FASTRNN_CACHE_DIR"
 CACHE_FILE = "gemm-choices.json"
 
-PROVIDERS = ("numpy", "numpy-t", "numba")
+PROVIDERS = ("numpy", "numpy-t", "numba", "mkl", "mkl-packed")
+MKL_PROVIDERS = ("mkl", "mkl-packed")
 # Rows above which the jitted product is never a candidate (it loses to BLAS well before; measured
 # on 2 Zen 3 cores, H = 128..512).
 NUMBA_MAX_ROWS = 8
@@ -96,7 +105,24 @@ def _numba(w: np.ndarray, transpose: bool, rows: int) -> StepProduct:
     return product
 
 
-_MAKERS = {"numpy": _numpy, "numpy-t": _numpy_t, "numba": _numba}
+def _mkl_plain(w, transpose, rows):
+    from . import _mkl
+    return _mkl.plain(w, transpose, rows)
+
+
+def _mkl_packed(w, transpose, rows):
+    from . import _mkl
+    return _mkl.packed(w, transpose, rows)
+
+
+_MAKERS = {"numpy": _numpy, "numpy-t": _numpy_t, "numba": _numba, "mkl": _mkl_plain,
+           "mkl-packed": _mkl_packed}
+
+
+def mkl_unavailable_reason() -> Optional[str]:
+    """None where libmkl_rt loads (this loads it), else why not."""
+    from . import _mkl
+    return _mkl.unavailable_reason()
 
 
 def step_product(w: np.ndarray, transpose: bool, rows: int) -> StepProduct:
@@ -121,8 +147,9 @@ def _parse_key(key: str):
 
 
 def candidates(rows: int) -> tuple[str, ...]:
-    """The providers worth measuring for a product of `rows` rows."""
-    return PROVIDERS if rows <= NUMBA_MAX_ROWS else ("numpy", "numpy-t")
+    """The providers the chooser measures for a product of `rows` rows. MKL's are not among them:
+    opt-in only (see the module docstring)."""
+    return ("numpy", "numpy-t") + (("numba",) if rows <= NUMBA_MAX_ROWS else ())
 
 
 # -- the choice -----------------------------------------------------------------------------------
@@ -139,6 +166,8 @@ def forced_provider() -> Optional[str]:
     if name not in PROVIDERS:
         raise ValueError(f"{ENV_FORCE}={name!r} is not a GEMM provider; expected one of "
                          f"{', '.join(PROVIDERS)}")
+    if name in MKL_PROVIDERS and mkl_unavailable_reason() is not None:
+        raise ValueError(f"{ENV_FORCE}={name}: MKL is not available: {mkl_unavailable_reason()}")
     return name
 
 
@@ -147,7 +176,7 @@ def provider_for(key: str) -> str:
     forced = forced_provider()
     rows = _parse_key(key)[1]
     if forced is not None:
-        return forced if forced in candidates(rows) else "numpy"
+        return "numpy" if forced == "numba" and rows > NUMBA_MAX_ROWS else forced
     section = machine_id()
     if _loaded_for != section:
         _load(section)
@@ -187,11 +216,21 @@ def measure(key: str) -> str:
 
 def machine_id() -> str:
     """What a cached choice is valid for: CPU model, thread count, NumPy's BLAS and versions."""
+    return f"{_static_machine_id()} | threads {threads.get_num_threads()}"
+
+
+@functools.lru_cache(maxsize=None)
+def _static_machine_id() -> str:
+    """The part of machine_id that cannot change within a process (read once: it costs ~1 ms)."""
     import numba
 
     blas = getattr(np.__config__, "CONFIG", {}).get("Build Dependencies", {}).get("blas", {})
-    return (f"{_cpu_model()} | threads {threads.get_num_threads()} | numpy {np.__version__} "
-            f"({blas.get('name', '?')} {blas.get('version', '?')}) | numba {numba.__version__}")
+    try:
+        mkl = "mkl " + metadata.version("mkl")
+    except metadata.PackageNotFoundError:
+        mkl = "no mkl"
+    return (f"{_cpu_model()} | numpy {np.__version__} ({blas.get('name', '?')} "
+            f"{blas.get('version', '?')}) | numba {numba.__version__} | {mkl}")
 
 
 def _cpu_model() -> str:
