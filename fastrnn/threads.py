@@ -7,9 +7,10 @@ the cores back (measured on 2 cores: 20-50x slower GEMMs). fastrnn therefore kee
 one count, set here.
 
 The default follows OMP_NUM_THREADS, else the CPUs this process may run on, which is what OpenBLAS
-and Numba each default to as well. Nothing here imports Numba or loads a BLAS: a pool that is not
-loaded yet is set when it is (fastrnn.cpu applies the count to Numba on import, the MKL provider to
-MKL when it loads it).
+and Numba each default to as well; until set_num_threads is called, fastrnn leaves OpenBLAS and
+Numba at what their own variables gave them. Nothing here imports Numba or loads a BLAS: a pool
+that is not loaded yet is set when it is (fastrnn.cpu applies the count to Numba on import, the MKL
+provider to MKL when it loads it).
 """
 from __future__ import annotations
 
@@ -79,6 +80,13 @@ def set_num_threads(n: int) -> None:
         raise ValueError(f"set_num_threads expects a positive int, got {n!r}")
     _threads = n
     apply()
+
+
+def apply_if_set() -> None:
+    """apply() when set_num_threads has been called; otherwise each pool keeps the count its own
+    environment variables gave it (OPENBLAS_NUM_THREADS, NUMBA_NUM_THREADS, ...)."""
+    if _threads is not None:
+        apply()
 
 
 def apply() -> None:

@@ -14,7 +14,7 @@ from .. import threads
 from ..contract import CellKernels
 from . import gru, lstm, rnn
 
-threads.apply()    # fastrnn.set_num_threads before Numba was imported reaches it now
+threads.apply_if_set()    # a fastrnn.set_num_threads from before Numba was imported reaches it now
 
 
 def _kernels(module) -> CellKernels:

@@ -20,8 +20,8 @@ Step providers (a name in PROVIDERS):
             BLAS call overhead, W streamed once per row.
   mkl, mkl-packed   opt-in only, see below.
 
-Which one a shape gets is measured on first use on this machine (a few milliseconds: every
-candidate in interleaved rounds on scratch arrays of the same shape, medians compared), and the
+Which one a shape gets is measured on first use on this machine (tens of milliseconds: every
+candidate in interleaved rounds on scratch arrays of the same shape, fastest rounds compared), and the
 choice is cached on disk under cache_dir() keyed by CPU model, thread count and library versions,
 so later processes do not measure again. FASTRNN_GEMM=<name> forces one provider for every step
 product it can run (tests and benchmarks use that; a forced "numba" still leaves shapes above
@@ -63,8 +63,10 @@ MKL_PROVIDERS = ("mkl", "mkl-packed")
 NUMBA_MAX_ROWS = 8
 
 # Measurement: ROUNDS interleaved rounds, each timing every candidate over enough calls to fill
-# ROUND_S seconds (at least one call); the candidate with the smallest median wins.
-ROUNDS = 5
+# ROUND_S seconds (at least one call); the candidate with the fastest round wins. The fastest round,
+# not the median: on a shared machine other jobs only ever add time, and they came and went within
+# a measurement (2-thread GEMMs 2-100x slower while they ran).
+ROUNDS = 7
 ROUND_S = 0.002
 
 StepProduct = Callable[[np.ndarray, np.ndarray], None]
@@ -189,7 +191,7 @@ def provider_for(key: str) -> str:
 
 
 def measure(key: str) -> str:
-    """Time every candidate on scratch arrays of the key's shape; the fastest median wins."""
+    """Time every candidate on scratch arrays of the key's shape; the fastest round wins."""
     transpose, rows, K, M, dtype = _parse_key(key)
     rng = np.random.default_rng(0)
     w = rng.uniform(-1, 1, (M, K) if transpose else (K, M)).astype(dtype)
@@ -210,8 +212,7 @@ def measure(key: str) -> str:
             for _ in range(calls[i]):
                 product(a, out)
             samples[i].append((time.perf_counter() - t0) / calls[i])
-    medians = [float(np.median(s)) for s in samples]
-    return names[int(np.argmin(medians))]
+    return names[int(np.argmin([min(s) for s in samples]))]
 
 
 def machine_id() -> str:
