@@ -288,8 +288,8 @@ def _save(section: str) -> None:
 def choices_report() -> str:
     """What `fastrnn info` prints: the forced provider or the cached choices for this machine."""
     forced = forced_provider()
-    lines = [f"gemm providers: {', '.join(PROVIDERS)}; step products chosen per shape on first use, "
-             f"cached in {cache_dir() / CACHE_FILE}"]
+    lines = [f"gemm: step products measured per shape on first use among {', '.join(candidates(1))} "
+             f"({', '.join(MKL_PROVIDERS)} opt-in via {ENV_FORCE}); cached in {cache_dir() / CACHE_FILE}"]
     if forced is not None:
         lines.append(f"  forced by {ENV_FORCE}={forced}")
     section = machine_id()
