@@ -9,13 +9,11 @@
 from ._docstrings import fill_module_docs
 from .dispatch import BackendUnavailableError, backends
 from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
-# Public, documented in the README; kept out of __all__ until docs/api.rst lists them (the docs
-# tests require every __all__ name on that page).
-from .threads import get_num_threads, set_num_threads  # noqa: F401
+from .threads import get_num_threads, set_num_threads
 
 fill_module_docs()
 
 __version__ = "0.1.0"
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "backends",
-           "BackendUnavailableError", "__version__"]
+           "BackendUnavailableError", "set_num_threads", "get_num_threads", "__version__"]
