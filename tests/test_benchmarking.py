@@ -171,7 +171,10 @@ def test_markdown_report():
 
 @pytest.mark.parametrize("machine, busy", [
     ({"load_before": [1.9, 1.5, 1.0]}, True), ({"other_cpu_share": 0.4}, True),
-    ({"load_before": [0.2, 0.2, 0.2], "other_cpu_share": 0.02}, False)])
+    ({"load_before": [0.2, 0.2, 0.2], "other_cpu_share": 0.02}, False),
+    # a high load average left over from the previous run, with nothing else running during this one
+    ({"load_before": [1.8, 1.5, 1.6], "other_cpu_share": 0.01}, False),
+    ({"load_before": [1.8, 1.5, 1.6], "other_cpu_share": 0.3}, True)])
 def test_report_warns_when_the_machine_was_busy(machine, busy):
     record = cpu_record()
     record["machine"] = dict(MACHINE, **machine)

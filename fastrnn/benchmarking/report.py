@@ -158,8 +158,11 @@ def fmt_ci(ci: Optional[Sequence[float]]) -> str:
     return "—" if not ci else f"{ci[0]:.2f}–{ci[1]:.2f}"
 
 
-# A run is flagged as disturbed above these: the 1-minute load average before it, per usable CPU, and
-# the share of all CPU time that other processes took during it.
+# A run is flagged as disturbed above these: the share of all CPU time that other processes took
+# during it (measured from /proc/stat on Linux) or, where that could not be measured, the 1-minute load
+# average before it, per usable CPU. The share is the better witness: the load average decays over
+# minutes, so right after a previous run it still counts that run's own workers (seen here: 1.77 on
+# 2 CPUs at the start of a run during which other processes took 1% of the CPU).
 BUSY_LOAD_PER_CPU = 0.5
 BUSY_OTHER_SHARE = 0.10
 
@@ -170,7 +173,7 @@ def busy_warning(record: dict) -> Optional[str]:
     cpus = m.get("cpu", {}).get("usable_cpus") or m.get("cpu", {}).get("logical_cpus") or 1
     before, other = m.get("load_before"), m.get("other_cpu_share")
     reasons = []
-    if before and before[0] > BUSY_LOAD_PER_CPU * cpus:
+    if other is None and before and before[0] > BUSY_LOAD_PER_CPU * cpus:
         reasons.append(f"the load average was {before[0]:g} on {cpus} CPUs when it started")
     if other is not None and other > BUSY_OTHER_SHARE:
         reasons.append(f"other processes used {100 * other:.0f}% of the CPU time during the run")

@@ -110,7 +110,10 @@ FULL = Budget(warmup=1, target_s=0.3, min_repeats=4, max_repeats=60)
 SMOKE = Budget(target_s=0.0, min_repeats=2, max_repeats=2, min_sample_s=0.0)
 
 # Rounds each preset takes by default: every contestant is timed once per round, in a fresh process.
-ROUNDS = {"quick": 3, "full": 5}
+# Five, not three, for the quick grid too: PyTorch's time differs from one fresh process to the next
+# (bimodal on some cases), and with three rounds two back-to-back quick runs on an idle 2-core EPYC
+# gave LSTM inference intervals 0.71-1.27x and 0.61-0.70x, which do not overlap (2026-12-02).
+ROUNDS = {"quick": 5, "full": 5}
 
 
 def measure(fn: Callable[[], object], timer: Timer, budget: Budget = QUICK) -> tuple[list[float], int]:
