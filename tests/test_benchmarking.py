@@ -266,6 +266,18 @@ def test_cost_model_corrects_its_prediction_from_what_it_measures():
     assert model.case_s(jobs[3], cases[0]) == pytest.approx(3 * predicted)
 
 
+def test_cost_model_does_not_scale_the_contestants_by_the_reference():
+    cases = [Case("lstm", "training", 100, 32, 256, 256)]
+    numba = bk.Contestant("numba", "cpu", "fastrnn", None)
+    jobs = plan_jobs(cases, [numba], rounds=1, check=True)
+    assert [j.unit for j in jobs] == ["reference", "numba"]
+    model = CostModel(jobs, QUICK)
+    reference = jobs[0]
+    model.observe_case(reference, cases[0], 3 * model.case_s(reference, cases[0]))
+    assert model.case_s(reference, cases[0]) == pytest.approx(3 * model._prior_case_s(reference, cases[0]))
+    assert model.case_s(jobs[1], cases[0]) == pytest.approx(model._prior_case_s(jobs[1], cases[0]))
+
+
 def test_progress_shows_the_time_left_it_is_given():
     stream, now, left = io.StringIO(), [0.0], [30.0]
     bar = Progress(lambda: left[0], stream=stream, now=lambda: now[0])
