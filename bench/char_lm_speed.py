@@ -26,11 +26,9 @@ CASES = ("train", "infer")
 
 def _time_ms(fn, warmup, repeats):
     """Median ms of `repeats` calls after the first call and `warmup` more (fastrnn's timing)."""
-    from fastrnn.benchmarking.timing import Budget, HostTimer, measure
+    from fastrnn.benchmarking.timing import median_ms
 
-    budget = Budget(warmup=warmup, target_s=0.0, min_repeats=repeats, max_repeats=repeats,
-                    min_sample_s=0.0)
-    return 1000 * measure(fn, HostTimer(), budget).median
+    return median_ms(fn, repeats, warmup)
 
 
 def worker(args) -> dict:

@@ -12,13 +12,12 @@ own process).
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import torch
 from torch import nn
 
 import fastrnn.torch as frt
-from fastrnn.benchmarking.timing import Budget, HostTimer, measure
+from fastrnn.benchmarking.timing import median_ms
 
 
 class FrameTagger(nn.Module):
@@ -32,13 +31,6 @@ class FrameTagger(nn.Module):
     def forward(self, frames):
         out, _ = self.gru(frames)
         return self.head(out)
-
-
-def median_ms(fn, repeats):
-    """Median ms of `repeats` calls, after an untimed first call (compilation, allocation)."""
-    budget = Budget(target_s=0.0, min_repeats=repeats, max_repeats=repeats, min_sample_s=0.0)
-    samples, _ = measure(fn, HostTimer(), budget)
-    return 1000 * statistics.median(samples)
 
 
 def time_model(model, frames, labels, repeats):

@@ -67,3 +67,17 @@ def test_convert_model_times_both_and_agrees(_torch_example):
                                        "--repeats", "2"])
     assert all(t > 0 for t in before + after)
     assert err <= 1e-5
+
+
+def test_char_lm_speed_script_times_both_sides():
+    """bench/char_lm_speed.py at a tiny size: one round, each side in its own process."""
+    pytest.importorskip("torch")
+    path = EXAMPLES.parent / "bench" / "char_lm_speed.py"
+    spec = importlib.util.spec_from_file_location("char_lm_speed", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    summary = script.main(["--rounds", "1", "--repeats", "2", "--warmup", "0", "--seq-len", "5",
+                           "--batch", "2", "--embedding", "4", "--hidden", "8", "--vocab", "10"])
+    for case in ("train", "infer"):
+        assert summary[case]["torch"] > 0 and summary[case]["fastrnn"] > 0
+        assert summary[case]["ratio"] == pytest.approx(summary[case]["torch"] / summary[case]["fastrnn"])

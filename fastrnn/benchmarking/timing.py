@@ -132,3 +132,13 @@ def measure(fn: Callable[[], object], timer: Timer, budget: Budget = QUICK) -> t
     per_sample = max(estimate * inner, 1e-9)
     n = int(min(budget.max_repeats, max(budget.min_repeats, budget.target_s / per_sample)))
     return [timer(fn, inner) / inner for _ in range(n)], inner
+
+
+def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 0) -> float:
+    """Median milliseconds per call of `repeats` timed calls of fn, after one untimed first call
+    (compilation, allocation) and `warmup` more: the timing of the example programs and scripts."""
+    fn()
+    budget = Budget(warmup=warmup, target_s=0.0, min_repeats=repeats, max_repeats=repeats,
+                    min_sample_s=0.0)
+    samples, _ = measure(fn, HostTimer(), budget)
+    return 1000 * float(np.median(samples))
