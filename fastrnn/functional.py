@@ -22,9 +22,6 @@ class StackTape:
 
     caches: list          # [layer][direction] -> the backend's cache
     dropout_masks: list   # [layer] -> mask applied to that layer's input (None for layer 0 / no dropout)
-    input_shape: tuple    # (T, N, I) of the first layer's input
-    batch_first: bool = False   # the layout the caller's arrays had, for shaping the gradients
-    unbatched: bool = False
 
 
 def stack_forward(kern: CellKernels, cell: CellSpec, weights, x, h0, c0, lengths, training: bool,
@@ -58,7 +55,7 @@ def stack_forward(kern: CellKernels, cell: CellSpec, weights, x, h0, c0, lengths
             c_n.append(result.c_n)
         caches.append(layer_caches)
         layer_input = outs[0] if num_dirs == 1 else xp.concatenate(outs, axis=2)
-    tape = StackTape(caches, masks, tuple(x.shape)) if training else None
+    tape = StackTape(caches, masks) if training else None
     c_stack = xp.stack(c_n) if cell.has_cell_state else None
     return layer_input, xp.stack(h_n), c_stack, tape
 
