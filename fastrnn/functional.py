@@ -1,8 +1,8 @@
 """Multi-layer, multi-direction forward and backward on top of one backend's per-layer kernels.
 
 Knows PyTorch's stacking rules (directions concatenated [forward, reverse] on the feature axis, that
-concatenation feeding the next layer, dropout between layers in training only, state rows indexed
-layer * D + direction) and nothing about how a backend computes a layer.
+concatenation feeding the next layer, dropout between layers when the caller asks for it, state rows
+indexed layer * D + direction) and nothing about how a backend computes a layer.
 
 Arrays here are time-major: x (T, N, I), states (L*D, N, H). `weights[layer][direction]` is the tuple
 (w_ih, w_hh, b_ih, b_hh) with b_* None when the module has no bias.
@@ -24,11 +24,16 @@ class StackTape:
     dropout_masks: list   # [layer] -> mask applied to that layer's input (None for layer 0 / no dropout)
 
 
-def stack_forward(kern: CellKernels, cell: CellSpec, weights, x, h0, c0, lengths, training: bool,
+def stack_forward(kern: CellKernels, cell: CellSpec, weights, x, h0, c0, lengths, keep_tape: bool,
                   dropout: float, dropout_mask_fn, xp):
     """Run every layer and direction; returns out (T, N, D*H), h_n, c_n (L*D, N, H), tape or None.
 
-    dropout_mask_fn(shape) returns an inverted-dropout mask (already scaled by 1/(1-p)) of x's dtype.
+    Dropout and the tape are independent: keep_tape asks every layer for what backward needs (the
+    kernels run with training=True) and returns it as a StackTape, else the tape is None and the
+    kernels keep nothing; dropout > 0 multiplies the input of every layer after the first by
+    dropout_mask_fn(shape), an inverted-dropout mask (already scaled by 1/(1-p)) of x's dtype. A
+    module in eval mode passes dropout=0; one in training mode under torch.no_grad() passes its
+    dropout with keep_tape=False.
     """
     num_layers, num_dirs = len(weights), len(weights[0])
     lengths = normalise_lengths(lengths, x)   # once for every layer and direction
@@ -37,7 +42,7 @@ def stack_forward(kern: CellKernels, cell: CellSpec, weights, x, h0, c0, lengths
     layer_input = x
     for layer in range(num_layers):
         mask = None
-        if layer > 0 and training and dropout > 0:
+        if layer > 0 and dropout > 0:
             mask = dropout_mask_fn(layer_input.shape)
             layer_input = layer_input * mask
         masks.append(mask)
@@ -48,14 +53,14 @@ def stack_forward(kern: CellKernels, cell: CellSpec, weights, x, h0, c0, lengths
             result = kern.forward(ForwardRequest(
                 cell=cell, x=layer_input, h0=h0[row], c0=None if c0 is None else c0[row],
                 weights=LayerWeights(w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh),
-                lengths=lengths, reverse=direction == 1, training=training))
+                lengths=lengths, reverse=direction == 1, training=keep_tape))
             outs.append(result.out)
             layer_caches.append(result.cache)
             h_n.append(result.h_n)
             c_n.append(result.c_n)
         caches.append(layer_caches)
         layer_input = outs[0] if num_dirs == 1 else xp.concatenate(outs, axis=2)
-    tape = StackTape(caches, masks) if training else None
+    tape = StackTape(caches, masks) if keep_tape else None
     c_stack = xp.stack(c_n) if cell.has_cell_state else None
     return layer_input, xp.stack(h_n), c_stack, tape
 

@@ -2,6 +2,7 @@
 packed sequences, the inference path, convert(), training with torch's tools, and bad input."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 
@@ -13,6 +14,8 @@ from torch import nn  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence, pack_sequence  # noqa: E402
 
 import fastrnn.torch as frt  # noqa: E402
+import fastrnn.torch.modules as frt_modules  # noqa: E402
+from fastrnn.contract import CellKernels  # noqa: E402
 from fastrnn.numerics import TORCH_PARITY  # noqa: E402
 from fastrnn.torch._arrays import to_array, to_tensor  # noqa: E402
 from torch_support import one_torch_thread  # noqa: E402,F401  (a fixture)
@@ -185,6 +188,52 @@ def test_dropout_follows_torch_seed_and_train_mode():
     loss, _ = fast(x)
     loss.sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in fast.parameters())
+
+
+def _spy_on_layer_forwards(monkeypatch):
+    """[(request.training, cache kept)] of every layer forward the sequence modules run from now on."""
+    seen = []
+    real = frt_modules.kernels_for
+
+    def spying(cell, device, backend):
+        kern = real(cell, device, backend)
+
+        def forward(request):
+            result = kern.forward(request)
+            seen.append((request.training, result.cache is not None))
+            return result
+        return CellKernels(forward=forward, backward=kern.backward, step=kern.step)
+
+    monkeypatch.setattr(frt_modules, "kernels_for", spying)
+    return seen
+
+
+@pytest.mark.parametrize("without_autograd", ["no_grad", "inference_mode", "nothing_requires_grad"])
+def test_dropout_without_autograd_applies_masks_but_keeps_no_tape(monkeypatch, without_autograd):
+    torch.manual_seed(3)
+    fast = frt.LSTM(3, 4, num_layers=2, dropout=0.3, dtype=torch.float64)
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    with torch.no_grad():
+        plain, _ = fast.eval()(x)
+    fast.train()
+    if without_autograd == "nothing_requires_grad":
+        fast.requires_grad_(False)
+    context = {"no_grad": torch.no_grad, "inference_mode": torch.inference_mode,
+               "nothing_requires_grad": contextlib.nullcontext}[without_autograd]
+    seen = _spy_on_layer_forwards(monkeypatch)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(21)
+        with context():
+            runs.append(fast(x)[0].clone())
+    assert seen == [(False, False)] * 4, "a forward without autograd kept a tape"
+    assert torch.equal(runs[0], runs[1]), "the same seed gave different dropout masks"
+    assert not torch.equal(runs[0], plain), "training mode without autograd applied no dropout"
+    if without_autograd != "nothing_requires_grad":
+        torch.manual_seed(21)
+        out, _ = fast(x)            # autograd on: the tape is kept, the masks are the same
+        assert seen[4:] == [(True, True)] * 2
+        assert torch.equal(out.detach(), runs[0])
 
 
 def test_cpu_tensors_cross_without_copies():

@@ -112,17 +112,18 @@ class RecurrentStack(torch.autograd.Function):
         return (None, to_tensor(dx), to_tensor(dh0), to_tensor(dc0), *weight_grads)
 
 
-def run_stack(plan: StackPlan, x, h0, c0, weights, keep_tape_for_dropout: bool = False):
+def run_stack(plan: StackPlan, x, h0, c0, weights):
     """(out, h_n, c_n) of the stack: through RecurrentStack when autograd needs it, else the inference
-    forward, which keeps nothing for backward.
-
-    keep_tape_for_dropout: stack_forward applies dropout only when it also keeps a tape, so a module in
-    training mode with dropout asks for one even under torch.no_grad() (torch.nn applies the dropout
-    there too); the tape is then dropped.
-    """
-    tensors = (x, h0, c0) + tuple(weights)
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+    forward, which keeps nothing for backward (the kernels run with training=False) but still applies
+    plan.dropout, as torch.nn does for a module in training mode under torch.no_grad()."""
+    if needs_autograd((x, h0, c0) + tuple(weights)):
         results = RecurrentStack.apply(plan, x, h0, c0, *weights)
         return results if len(results) == 3 else (results[0], results[1], None)
-    out, h_n, c_n, _ = _forward_arrays(plan, x, h0, c0, weights, keep_tape=keep_tape_for_dropout)
+    out, h_n, c_n, _ = _forward_arrays(plan, x, h0, c0, weights, keep_tape=False)
     return to_tensor(out), to_tensor(h_n), to_tensor(c_n)
+
+
+def needs_autograd(tensors) -> bool:
+    """Whether a backward can follow a forward over `tensors`: grad mode is on (so not under
+    torch.no_grad() or torch.inference_mode()) and one of them requires grad."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)

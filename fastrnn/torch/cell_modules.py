@@ -14,7 +14,7 @@ from ..contract import LayerWeights, StepRequest
 from ._arrays import device_kind, kernels_for, on_torch_stream, to_array, to_tensor
 from ._checks import check_compute_dtype, check_input, check_shape, state_pair
 from ._docs import FACTORY_AND_BACKEND
-from ._stack import StackPlan, run_stack
+from ._stack import StackPlan, needs_autograd, run_stack
 
 
 class _FastCell:
@@ -67,9 +67,7 @@ class _FastCell:
         h, c = self._states(hx, x, unbatched)
         device = device_kind(x)
         kern = kernels_for(cell, device, self.fastrnn_backend)
-        tensors = [x, h, c] + weights
-        needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-        if kern.step is not None and not needs_grad:
+        if kern.step is not None and not needs_autograd([x, h, c] + weights):
             h1, c1 = self._step(kern, cell, device, x, h, c, weights)
         else:
             plan = StackPlan(kern, cell, 1, 1, self.bias, 0.0, None, device, x.device.index, name)

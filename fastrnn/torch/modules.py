@@ -115,8 +115,7 @@ class _FastSequence:
                              f"got shape {tuple(input.shape)}")
         h0, c0 = self._initial_states(hx, x, unbatched)
         plan = self._plan(x, lengths)
-        out, h_n, c_n = run_stack(plan, x, h0, c0, weights,
-                                  keep_tape_for_dropout=plan.dropout > 0)
+        out, h_n, c_n = run_stack(plan, x, h0, c0, weights)
         if isinstance(input, PackedSequence):
             out = _repack(out, lengths, input)
         elif unbatched:
