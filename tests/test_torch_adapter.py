@@ -190,8 +190,9 @@ def test_dropout_follows_torch_seed_and_train_mode():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in fast.parameters())
 
 
-def _spy_on_layer_forwards(monkeypatch):
-    """[(request.training, cache kept)] of every layer forward the sequence modules run from now on."""
+def _spy_on_layer_forwards(monkeypatch, requests=None):
+    """[(request.training, cache kept)] of every layer forward the sequence modules run from now on;
+    the requests themselves are appended to `requests` when given."""
     seen = []
     real = frt_modules.kernels_for
 
@@ -201,6 +202,8 @@ def _spy_on_layer_forwards(monkeypatch):
         def forward(request):
             result = kern.forward(request)
             seen.append((request.training, result.cache is not None))
+            if requests is not None:
+                requests.append(request)
             return result
         return CellKernels(forward=forward, backward=kern.backward, step=kern.step)
 
@@ -243,6 +246,22 @@ def test_cpu_tensors_cross_without_copies():
     assert t[1, 2] == 5.0
     back = to_tensor(a)
     assert back.data_ptr() == t.data_ptr()
+
+
+@pytest.mark.parametrize("requires_grad", [False, True], ids=["inference", "training"])
+def test_kernels_read_the_tensors_memory_without_copies(monkeypatch, requires_grad):
+    fast = frt.LSTM(3, 4, dtype=torch.float64).requires_grad_(requires_grad)
+    x = torch.randn(5, 2, 3, dtype=torch.float64)              # time-major and contiguous
+    h0, c0 = torch.randn(1, 2, 4, dtype=torch.float64), torch.randn(1, 2, 4, dtype=torch.float64)
+    requests = []
+    _spy_on_layer_forwards(monkeypatch, requests)
+    fast(x, (h0, c0))
+    (request,) = requests
+    pairs = [(request.x, x), (request.h0, h0), (request.c0, c0),
+             (request.weights.w_ih, fast.weight_ih_l0), (request.weights.w_hh, fast.weight_hh_l0),
+             (request.weights.b_ih, fast.bias_ih_l0), (request.weights.b_hh, fast.bias_hh_l0)]
+    for array, tensor in pairs:
+        assert np.shares_memory(array, tensor.detach().numpy()), "a tensor was copied on its way in"
 
 
 def test_in_place_change_before_backward_is_caught():
@@ -304,6 +323,47 @@ def test_unsupported_dtype_is_named():
     module = frt.GRUCell(3, 4).half()
     with pytest.raises(TypeError, match=r"float32 or float64.*torch.float16"):
         module(torch.randn(2, 3).half())
+
+
+@pytest.mark.parametrize("make, name, dtype", [
+    (lambda: frt.LSTM(3, 4, num_layers=2), "weight_hh_l1", torch.float64),
+    (lambda: frt.GRU(3, 4), "bias_hh_l0", torch.bfloat16),
+    (lambda: frt.GRUCell(3, 4), "bias_ih", torch.float16),
+    (lambda: frt.RNNCell(3, 4), "weight_hh", torch.float64),
+])
+def test_parameters_of_mixed_dtypes_are_refused_by_name(make, name, dtype):
+    module = make()
+    getattr(module, name).data = getattr(module, name).data.to(dtype)
+    x = torch.randn(2, 3) if isinstance(module, nn.RNNCellBase) else torch.randn(4, 2, 3)
+    with pytest.raises(TypeError, match=rf"parameter {name} has dtype {dtype}.*float32 or float64"):
+        module(x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_input_dtype_mismatch_is_a_value_error_as_in_torch(dtype):
+    x = torch.randn(4, 2, 3).to(dtype)        # float32 modules
+    with pytest.raises(ValueError):
+        nn.GRU(3, 4)(x)
+    with pytest.raises(ValueError, match=rf"input has dtype {dtype}.*parameters have dtype torch.float32"):
+        frt.GRU(3, 4)(x)
+    with pytest.raises(TypeError):      # what fastrnn.torch raised before: still caught
+        frt.GRU(3, 4)(x)
+
+
+def test_frozen_parameters_get_no_gradient_and_the_others_match_torch():
+    torch.manual_seed(16)
+    reference, fast = sequence_pair("lstm", 3, 4, 2, dtype=torch.float64)
+    for module in (reference, fast):
+        module.weight_ih_l0.requires_grad_(False)
+        module.bias_hh_l1.requires_grad_(False)
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    for module in (reference, fast):
+        out, _ = module(x)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+    assert fast.weight_ih_l0.grad is None and fast.bias_hh_l1.grad is None
+    for (name, p_ref), p_fast in zip(reference.named_parameters(), fast.parameters()):
+        if p_ref.requires_grad:
+            assert_close(p_fast.grad, p_ref.grad, F64, f"{name} gradient")
 
 
 # ------------------------------------------------------------------------- convert() and training

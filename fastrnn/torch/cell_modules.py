@@ -12,7 +12,7 @@ from torch import nn
 from .. import cells
 from ..contract import LayerWeights, StepRequest
 from ._arrays import device_kind, kernels_for, on_torch_stream, to_array, to_tensor
-from ._checks import check_compute_dtype, check_input, check_shape, state_pair
+from ._checks import check_input, check_parameters, check_shape, state_pair
 from ._docs import FACTORY_AND_BACKEND
 from ._stack import StackPlan, needs_autograd, run_stack
 
@@ -54,10 +54,9 @@ class _FastCell:
     def forward(self, input, hx=None):
         name = type(self).__name__
         cell = self._cell_spec()
-        weights = [self.weight_ih, self.weight_hh]
-        if self.bias:
-            weights += [self.bias_ih, self.bias_hh]
-        check_compute_dtype(name, weights[0])
+        names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if self.bias else [])
+        weights = [getattr(self, n) for n in names]
+        check_parameters(name, names, weights)
         check_input(name, input, "input", weights[0])
         if input.dim() not in (1, 2) or input.shape[-1] != self.input_size:
             raise ValueError(f"{name}: input must have shape (batch, {self.input_size}) or unbatched "

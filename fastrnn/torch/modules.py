@@ -13,7 +13,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from .. import cells
 from ._arrays import array_module, device_kind, kernels_for
-from ._checks import check_compute_dtype, check_input, check_shape, state_pair
+from ._checks import check_input, check_parameters, check_shape, state_pair
 from ._docs import FACTORY_AND_BACKEND
 from ._stack import WEIGHT_KINDS, StackPlan, run_stack
 
@@ -103,8 +103,9 @@ class _FastSequence:
     def forward(self, input, hx=None):
         check_no_projection(self)
         name = type(self).__name__
-        weights = [getattr(self, n) for n in self._weight_names()]
-        check_compute_dtype(name, weights[0])
+        names = self._weight_names()
+        weights = [getattr(self, n) for n in names]
+        check_parameters(name, names, weights)
         x, lengths, unbatched = self._time_major(input)
         check_input(name, x, "input", weights[0])
         if x.shape[-1] != self.input_size:
