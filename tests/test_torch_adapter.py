@@ -348,6 +348,9 @@ def test_input_dtype_mismatch_is_a_value_error_as_in_torch(dtype):
         frt.GRU(3, 4)(x)
     with pytest.raises(TypeError):      # what fastrnn.torch raised before: still caught
         frt.GRU(3, 4)(x)
+    if dtype == torch.bfloat16:
+        with pytest.raises(ValueError, match=r"float32 or float64 only"):
+            frt.GRUCell(3, 4)(x[0])
 
 
 def test_frozen_parameters_get_no_gradient_and_the_others_match_torch():

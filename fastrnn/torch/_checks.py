@@ -40,10 +40,11 @@ def check_input(module_name: str, tensor, what: str, weight: torch.Tensor) -> to
         raise ValueError(f"{module_name}: {what} is on {tensor.device}, but the module's parameters "
                          f"are on {weight.device}; move one of them with .to()")
     if tensor.dtype != weight.dtype:
+        unsupported = "" if tensor.dtype in FLOAT_DTYPES else " (fastrnn computes in float32 or float64 only)"
         raise DtypeMismatchError(
             f"{module_name}: {what} has dtype {tensor.dtype}, but the module's parameters have dtype "
             f"{weight.dtype}; convert the input with .to({weight.dtype}) or the module with .float() / "
-            ".double()")
+            f".double(){unsupported}")
     return tensor
 
 
