@@ -175,7 +175,8 @@ _SEQUENCE_DOC = """{summary}
 
     Gradients flow to the input, the initial state(s) and every parameter. The forward keeps nothing
     for backward when autograd does not need it (``torch.no_grad()``, ``torch.inference_mode()``, or
-    nothing requiring grad); ``eval()`` turns dropout off. Double backward raises an error.
+    nothing requiring grad), though in training mode it still applies dropout there, as torch.nn
+    does; ``eval()`` turns dropout off. Double backward raises an error.
 
     Examples
     --------
