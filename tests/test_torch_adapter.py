@@ -190,6 +190,21 @@ def test_dropout_follows_torch_seed_and_train_mode():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in fast.parameters())
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_dropout_one_drops_everything_as_in_torch(kind):
+    torch.manual_seed(4)
+    reference, fast = sequence_pair(kind, 3, 4, 2, dropout=1.0, dtype=torch.float64)
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    outputs = [m(x)[0] for m in (reference, fast)]
+    assert torch.isfinite(outputs[1]).all(), "dropout=1 gave non-finite outputs"
+    assert_close(outputs[1], outputs[0], F64, "output")
+    for name, p_ref in reference.named_parameters():
+        (g_ref,) = torch.autograd.grad(outputs[0].sum(), p_ref, retain_graph=True)
+        (g_fast,) = torch.autograd.grad(outputs[1].sum(), getattr(fast, name), retain_graph=True)
+        assert torch.isfinite(g_fast).all(), f"{name}: non-finite gradient"
+        assert_close(g_fast, g_ref, F64, f"{name} gradient")
+
+
 def _spy_on_layer_forwards(monkeypatch, requests=None):
     """[(request.training, cache kept)] of every layer forward the sequence modules run from now on;
     the requests themselves are appended to `requests` when given."""

@@ -62,11 +62,14 @@ class StackPlan:
 
 def dropout_mask_maker(probability: float, like: torch.Tensor):
     """stack_forward's dropout_mask_fn drawing from torch's generator (torch.manual_seed governs it):
-    an inverted-dropout mask, 0 or 1/(1-p), with `like`'s dtype and device."""
+    an inverted-dropout mask, 0 or 1/(1-p), with `like`'s dtype and device; all zeros for p = 1, as
+    torch.nn.functional.dropout gives (1/(1-p) would make it NaN)."""
     keep = 1.0 - probability
 
     def make(shape):
         mask = torch.empty(tuple(shape), dtype=like.dtype, device=like.device)
+        if keep == 0.0:
+            return to_array(mask.zero_())
         return to_array(mask.bernoulli_(keep).div_(keep))
 
     return make
