@@ -11,7 +11,7 @@ columns 0:3H the hidden side in the order (n, r, z) (one GEMM for dW_hh, rows th
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import literally, njit
 
 from ..contract import (BackwardRequest, BackwardResult, ForwardRequest, ForwardResult,
                         StepRequest, StepResult)
@@ -20,8 +20,40 @@ from ._common import (SequenceCache, full_lengths, input_gradients, no_cache, pr
                       recurrent_weight_gradient, run_backward_loop, run_forward_loop, step_biases,
                       step_through_forward, transpose)
 from ._math import ftanh, sigmoid
+from ._rows import (add_column_sums, backward_row_start, clear_idle_forward, step_bias_pair,
+                    visited_time)
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
+
+
+@njit(**_JIT)
+def cell_row(g, ghn, bias_x, bias_hn, hn, o_t, hl, keep):
+    """One row of the GRU update: the one body of the forward loops (training and inference) and of
+    the cell step, compiled once per value of `keep` (numba.literally).
+
+    g       (3H,)  x-side pre-activations (no bias); when keep, overwritten by the activated r, z, n.
+    ghn     (3H,)  h-side pre-activations (no bias).
+    bias_x  (3H,)  [b_ir + b_hr, b_iz + b_hz, b_in];  bias_hn (H,) b_hn.
+    hn      (H,)   the state, read and overwritten with the new one;  o_t (H,) written with it too
+                   (distinct from hn: see lstm.cell_row).
+    hl      (H,)   when keep: written with h W_hn^T + b_hn (the cache for backward); else unused.
+    g, ghn and the biases alias nothing.
+    """
+    literally(keep)
+    H = hn.shape[0]
+    for j in range(H):
+        r = sigmoid(g[j] + ghn[j] + bias_x[j])
+        z = sigmoid(g[H + j] + ghn[H + j] + bias_x[H + j])
+        a = ghn[2 * H + j] + bias_hn[j]
+        nn = ftanh(g[2 * H + j] + bias_x[2 * H + j] + r * a)
+        hj = nn + z * (hn[j] - nn)
+        if keep:
+            g[j] = r
+            g[H + j] = z
+            g[2 * H + j] = nn
+            hl[j] = a
+        hn[j] = hj
+        o_t[j] = hj
 
 
 @njit(**_JIT)
@@ -34,52 +66,23 @@ def forward_step(s, gates, gh, bias_x, bias_hn, h, lengths, reverse, training, o
     gh      (N, 3H)     h W_hh^T of the state before this step (no bias).
     bias_x  (3H,)       [b_ir + b_hr, b_iz + b_hz, b_in];  bias_hn (H,) b_hn (zeros without bias).
     h       (N, H)      the state, updated in place (idle rows keep theirs).
-    lengths (N,) int32  row n runs while s < lengths[n] and visits t = s, or lengths[n]-1-s when
-                        reverse; an idle (t, n) is visited once, with t = s.
+    lengths (N,) int32  which (t, n) each row visits: see _rows.py.
     out     (T, N, H)   h_t, 0 at idle (t, n).
     h_prev, hn_lin (T, N, H) when training, else (0, 0, 0): the state each (t, n) started from and
                         h W_hn^T + b_hn there (0 at idle (t, n)).
     No argument may alias another.
     """
-    N = h.shape[0]
     H = h.shape[1]
-    zero = h.dtype.type(0)
-    for n in range(N):
-        L = lengths[n]
-        if s >= L:
-            out[s, n, :] = zero
-            if training:
-                h_prev[s, n, :] = zero
-                hn_lin[s, n, :] = zero
+    for n in range(h.shape[0]):
+        t = visited_time(s, lengths[n], reverse)
+        if t < 0:
+            clear_idle_forward(s, n, training, out, h_prev, hn_lin)
             continue
-        t = L - 1 - s if reverse else s
-        g = gates[t, n]
-        ghn = gh[n]
-        hn = h[n]
-        o_t = out[t, n]
         if training:
-            copy_vector(h_prev[t, n], hn)
-            hl = hn_lin[t, n]
-            for j in range(H):
-                r = sigmoid(g[j] + ghn[j] + bias_x[j])
-                z = sigmoid(g[H + j] + ghn[H + j] + bias_x[H + j])
-                a = ghn[2 * H + j] + bias_hn[j]
-                nn = ftanh(g[2 * H + j] + bias_x[2 * H + j] + r * a)
-                hj = nn + z * (hn[j] - nn)
-                g[j] = r
-                g[H + j] = z
-                g[2 * H + j] = nn
-                hl[j] = a
-                hn[j] = hj
-                o_t[j] = hj
+            copy_vector(h_prev[t, n], h[n])
+            cell_row(gates[t, n], gh[n], bias_x, bias_hn, h[n], out[t, n], hn_lin[t, n], True)
         else:
-            for j in range(H):
-                r = sigmoid(g[j] + ghn[j] + bias_x[j])
-                z = sigmoid(g[H + j] + ghn[H + j] + bias_x[H + j])
-                nn = ftanh(g[2 * H + j] + bias_x[2 * H + j] + r * (ghn[2 * H + j] + bias_hn[j]))
-                hj = nn + z * (hn[j] - nn)
-                hn[j] = hj
-                o_t[j] = hj
+            cell_row(gates[t, n], gh[n], bias_x, bias_hn, h[n], out[t, n], h[n], False)
 
 
 @njit(**_JIT)
@@ -111,23 +114,14 @@ def backward_step(s, gates, h_prev, hn_lin, lengths, reverse, dout, dh, dh_rec, 
     db      (4H,) float64  accumulates the column sums of dgates.
     No argument may alias another.
     """
-    N = dh.shape[0]
     H = dh.shape[1]
-    zero = dh.dtype.type(0)
     one = dh.dtype.type(1)
-    for n in range(N):
-        L = lengths[n]
-        if pending and s + 1 < L:
-            dhn = dh[n]
-            rec = dh_rec[n]
-            for j in range(H):
-                dhn[j] += rec[j]
-        dgn = dg_step[n]
-        if s >= L:
-            dgates[s, n, :] = zero
-            dgn[:] = zero
+    for n in range(dh.shape[0]):
+        t = backward_row_start(s, n, lengths[n], reverse, pending, True, dh, dh_rec, dg_step,
+                               dgates)
+        if t < 0:
             continue
-        t = L - 1 - s if reverse else s
+        dgn = dg_step[n]
         g = gates[t, n]
         hp = h_prev[t, n]
         hl = hn_lin[t, n]
@@ -151,8 +145,7 @@ def backward_step(s, gates, h_prev, hn_lin, lengths, reverse, dout, dh, dh_rec, 
             dgt[H + j] = dar
             dgt[2 * H + j] = daz
             dgt[3 * H + j] = dan
-        for j in range(4 * H):
-            db[j] += dgt[j]
+        add_column_sums(db, dgt)
 
 
 @njit(**_JIT)
@@ -174,21 +167,20 @@ def step(x, h, w_ih, w_hh, b_ih, b_hh, h_out):
     w_hh (3H, H) in PyTorch layout, b_ih, b_hh (3H,) or empty (no bias); h_out (N, H) written,
     aliasing nothing."""
     N, H = h.shape
-    gx = np.empty((N, 3 * H), h.dtype)
-    gh = np.empty((N, 3 * H), h.dtype)
+    buf = np.empty((2 * N + 2, 3 * H), h.dtype)    # x side, h side, bias_x, spare: one allocation
+    gx = buf[:N]
+    gh = buf[N:2 * N]
+    bias_x = buf[2 * N]
+    spare = buf[2 * N + 1, :H]   # see lstm.step: a second destination that aliases nothing
     small_matmul_nt(x, w_ih, gx, False)
     small_matmul_nt(h, w_hh, gh, False)
-    if b_ih.shape[0] == 3 * H:
-        for n in range(N):
-            for j in range(3 * H):
-                gx[n, j] += b_ih[j]
-                gh[n, j] += b_hh[j]
+    b_x, b_h = step_bias_pair(b_ih, b_hh, 3 * H)
+    for j in range(3 * H):
+        bias_x[j] = b_x[j] + b_h[j] if j < 2 * H else b_x[j]
+    bias_hn = b_h[2 * H:]
     for n in range(N):
-        for j in range(H):
-            r = sigmoid(gx[n, j] + gh[n, j])
-            z = sigmoid(gx[n, H + j] + gh[n, H + j])
-            nn = ftanh(gx[n, 2 * H + j] + r * gh[n, 2 * H + j])
-            h_out[n, j] = nn + z * (h[n, j] - nn)
+        copy_vector(h_out[n], h[n])
+        cell_row(gx[n], gh[n], bias_x, bias_hn, h_out[n], spare, spare, False)
 
 
 def _split_bias(b_ih, b_hh, H: int, dtype):

@@ -7,7 +7,7 @@ hold only what must run step by step.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import literally, njit
 
 from ..contract import (BackwardRequest, BackwardResult, ForwardRequest, ForwardResult,
                         StepRequest, StepResult)
@@ -16,8 +16,43 @@ from ._common import (SequenceCache, bias_gradients, full_lengths, fused_bias, i
                       no_cache, project_input, recurrent_weight_gradient, run_backward_loop,
                       run_forward_loop, step_biases, step_through_forward, transpose)
 from ._math import ftanh, sigmoid
+from ._rows import (add_column_sums, backward_row_start, clear_idle_forward, step_bias_pair,
+                    visited_time)
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
+
+
+@njit(**_JIT)
+def cell_row(g, ghn, bias, cn, hn, o_t, keep):
+    """One row of the LSTM update: the one body of the forward loops (training and inference) and
+    of the cell step, compiled once per value of `keep` (numba.literally), so that each keeps a
+    straight vectorized loop.
+
+    g    (4H,)  x-side pre-activations (no bias); when keep, overwritten by the activated
+                i, f, g, o (the cache for backward).
+    ghn  (4H,)  h-side pre-activations;  bias (4H,) b_ih + b_hh.
+    cn   (H,)   the cell state, updated in place.
+    hn   (H,)   written with the new hidden state;  o_t (H,) written with it too (distinct from hn:
+                a shared one sends LLVM's runtime alias check to the scalar loop).
+    g, ghn, bias and cn alias nothing.
+    """
+    literally(keep)
+    H = cn.shape[0]
+    for j in range(H):
+        ig = sigmoid(g[j] + ghn[j] + bias[j])
+        fg = sigmoid(g[H + j] + ghn[H + j] + bias[H + j])
+        gg = ftanh(g[2 * H + j] + ghn[2 * H + j] + bias[2 * H + j])
+        og = sigmoid(g[3 * H + j] + ghn[3 * H + j] + bias[3 * H + j])
+        cj = fg * cn[j] + ig * gg
+        hj = og * ftanh(cj)
+        if keep:
+            g[j] = ig
+            g[H + j] = fg
+            g[2 * H + j] = gg
+            g[3 * H + j] = og
+        cn[j] = cj
+        hn[j] = hj
+        o_t[j] = hj
 
 
 @njit(**_JIT)
@@ -29,57 +64,25 @@ def forward_step(s, gates, gh, bias, h, c, lengths, reverse, training, out, h_pr
     gh      (N, 4H)     h W_hh^T of the state before this step.
     bias    (4H,)       b_ih + b_hh (zeros without bias).
     h, c    (N, H)      the state, updated in place (idle rows keep theirs).
-    lengths (N,) int32  row n runs while s < lengths[n] and visits t = s, or lengths[n]-1-s when
-                        reverse; an idle (t, n) is visited once, with t = s.
+    lengths (N,) int32  which (t, n) each row visits: see _rows.py.
     out     (T, N, H)   h_t, 0 at idle (t, n).
     h_prev, c_prev (T, N, H) when training, else (0, 0, 0): the state each (t, n) started from,
                         0 at idle (t, n) so that the weight-gradient GEMM reads finite zeros.
     No argument may alias another.
     """
-    N = h.shape[0]
     H = h.shape[1]
-    zero = h.dtype.type(0)
-    for n in range(N):
-        L = lengths[n]
-        if s >= L:
-            out[s, n, :] = zero
-            if training:
-                h_prev[s, n, :] = zero
-                c_prev[s, n, :] = zero
+    for n in range(h.shape[0]):
+        t = visited_time(s, lengths[n], reverse)
+        if t < 0:
+            clear_idle_forward(s, n, training, out, h_prev, c_prev)
             continue
-        t = L - 1 - s if reverse else s
-        g = gates[t, n]
-        ghn = gh[n]
-        hn = h[n]
-        cn = c[n]
-        o_t = out[t, n]
         if training:
-            copy_vector(h_prev[t, n], hn)
-            copy_vector(c_prev[t, n], cn)
-            for j in range(H):
-                ig = sigmoid(g[j] + ghn[j] + bias[j])
-                fg = sigmoid(g[H + j] + ghn[H + j] + bias[H + j])
-                gg = ftanh(g[2 * H + j] + ghn[2 * H + j] + bias[2 * H + j])
-                og = sigmoid(g[3 * H + j] + ghn[3 * H + j] + bias[3 * H + j])
-                cj = fg * cn[j] + ig * gg
-                hj = og * ftanh(cj)
-                g[j] = ig
-                g[H + j] = fg
-                g[2 * H + j] = gg
-                g[3 * H + j] = og
-                cn[j] = cj
-                hn[j] = hj
-                o_t[j] = hj
+            copy_vector(h_prev[t, n], h[n])
+            copy_vector(c_prev[t, n], c[n])
+        if training:
+            cell_row(gates[t, n], gh[n], bias, c[n], h[n], out[t, n], True)
         else:
-            for j in range(H):
-                ig = sigmoid(g[j] + ghn[j] + bias[j])
-                fg = sigmoid(g[H + j] + ghn[H + j] + bias[H + j])
-                gg = ftanh(g[2 * H + j] + ghn[2 * H + j] + bias[2 * H + j])
-                og = sigmoid(g[3 * H + j] + ghn[3 * H + j] + bias[3 * H + j])
-                cj = fg * cn[j] + ig * gg
-                hn[j] = og * ftanh(cj)
-                cn[j] = cj
-                o_t[j] = hn[j]
+            cell_row(gates[t, n], gh[n], bias, c[n], h[n], out[t, n], False)
 
 
 @njit(**_JIT)
@@ -135,25 +138,16 @@ def backward_step(s, gates, c_prev, lengths, reverse, dout, dh, dc, dh_rec, pend
     db      (4H,) float64  accumulates the bias gradient (float64: T*N terms keep their digits).
     Apart from dg_step/dgates as described, no argument may alias another.
     """
-    N = dh.shape[0]
-    H = dh.shape[1]
-    G = 4 * H
-    zero = dh.dtype.type(0)
-    for n in range(N):
-        L = lengths[n]
-        if pending and s + 1 < L:
-            copy_vector(dh[n], dh_rec[n])
-        dgn = dg_step[n]
-        if s >= L:
-            dgates[s, n, :] = zero
-            dgn[:] = zero
+    for n in range(dh.shape[0]):
+        t = backward_row_start(s, n, lengths[n], reverse, pending, False, dh, dh_rec, dg_step,
+                               dgates)
+        if t < 0:
             continue
-        t = L - 1 - s if reverse else s
+        dgn = dg_step[n]
         backward_row(gates[t, n], c_prev[t, n], dout[t, n], dh[n], dc[n], dgn)
         if not in_place:
             copy_vector(dgates[t, n], dgn)
-        for j in range(G):
-            db[j] += dgn[j]
+        add_column_sums(db, dgn)
 
 
 @njit(**_JIT)
@@ -180,23 +174,16 @@ def step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out):
     """
     N = x.shape[0]
     G, H = w_hh.shape
-    pre = np.empty((N, G), x.dtype)
+    buf = np.empty((N + 1, G), x.dtype)
+    pre = buf[:N]
+    spare = buf[N, :H]    # cell_row's second destination: were it h_out again, the two would
+    #                       alias and LLVM's runtime alias check would take the scalar loop
     small_matmul_nt(x, w_ih, pre, False)
     small_matmul_nt(h, w_hh, pre, True)
-    has_bias = b_ih.shape[0] == G
+    b_x, b_h = step_bias_pair(b_ih, b_hh, G)
     for n in range(N):
-        p = pre[n]
-        if has_bias:
-            for j in range(G):
-                p[j] += b_ih[j] + b_hh[j]
-        for j in range(H):
-            ig = sigmoid(p[j])
-            fg = sigmoid(p[H + j])
-            gg = ftanh(p[2 * H + j])
-            og = sigmoid(p[3 * H + j])
-            cj = fg * c[n, j] + ig * gg
-            c_out[n, j] = cj
-            h_out[n, j] = og * ftanh(cj)
+        copy_vector(c_out[n], c[n])
+        cell_row(pre[n], b_x, b_h, c_out[n], h_out[n], spare, False)
 
 
 def forward(req: ForwardRequest) -> ForwardResult:

@@ -1,12 +1,12 @@
 """Vanilla RNN, h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh) with act tanh or relu.
 
-One set of loops serves both nonlinearities (a loop-invariant flag, not two compilations). The input
+One row body (cell_row) serves both nonlinearities, training and inference, and the cell step. The input
 projection and the weight gradients are whole-sequence GEMMs in _common.py.
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import literally, njit
 
 from ..contract import (BackwardRequest, BackwardResult, ForwardRequest, ForwardResult,
                         StepRequest, StepResult)
@@ -15,8 +15,33 @@ from ._common import (SequenceCache, bias_gradients, full_lengths, fused_bias, i
                       no_cache, project_input, recurrent_weight_gradient, run_backward_loop,
                       run_forward_loop, step_biases, step_through_forward, transpose)
 from ._math import ftanh, relu
+from ._rows import (add_column_sums, backward_row_start, clear_idle_forward, step_bias_pair,
+                    visited_time)
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
+
+
+@njit(**_JIT)
+def cell_row(g, ghn, bias, use_relu, hn, o_t, keep):
+    """One row of the RNN update: the one body of the forward loops (training and inference, tanh
+    and relu) and of the cell step, compiled once per value of `use_relu` and `keep`
+    (numba.literally).
+
+    g     (H,)  x-side pre-activations (no bias); when keep, overwritten by h_t (the activation's
+                output is all backward needs).
+    ghn   (H,)  h-side pre-activations;  bias (H,) b_ih + b_hh.
+    hn    (H,)  written with the new state;  o_t (H,) written with it too (distinct from hn and
+                g: see lstm.cell_row).
+    """
+    literally(use_relu)
+    literally(keep)
+    for j in range(hn.shape[0]):
+        v = g[j] + ghn[j] + bias[j]
+        hj = relu(v) if use_relu else ftanh(v)
+        if keep:
+            g[j] = hj
+        hn[j] = hj
+        o_t[j] = hj
 
 
 @njit(**_JIT)
@@ -28,38 +53,27 @@ def forward_step(s, gates, gh, bias, use_relu, h, lengths, reverse, training, ou
     gh      (N, H)      h W_hh^T of the state before this step.
     bias    (H,)        b_ih + b_hh (zeros without bias).
     h       (N, H)      the state, updated in place (idle rows keep theirs).
-    lengths (N,) int32  row n runs while s < lengths[n] and visits t = s, or lengths[n]-1-s when
-                        reverse; an idle (t, n) is visited once, with t = s.
+    lengths (N,) int32  which (t, n) each row visits: see _rows.py.
     out     (T, N, H)   h_t, 0 at idle (t, n).
     h_prev  (T, N, H) when training, else (0, 0, 0): the state each (t, n) started from (0 at idle).
     No argument may alias another.
     """
-    N = h.shape[0]
     H = h.shape[1]
-    zero = h.dtype.type(0)
-    for n in range(N):
-        L = lengths[n]
-        if s >= L:
-            out[s, n, :] = zero
-            if training:
-                h_prev[s, n, :] = zero
+    for n in range(h.shape[0]):
+        t = visited_time(s, lengths[n], reverse)
+        if t < 0:
+            clear_idle_forward(s, n, training, out, h_prev, h_prev)
             continue
-        t = L - 1 - s if reverse else s
-        g = gates[t, n]
-        ghn = gh[n]
-        hn = h[n]
-        o_t = out[t, n]
         if training:
-            copy_vector(h_prev[t, n], hn)
-        if use_relu:
-            for j in range(H):
-                hn[j] = relu(g[j] + ghn[j] + bias[j])
+            copy_vector(h_prev[t, n], h[n])
+        if training and use_relu:
+            cell_row(gates[t, n], gh[n], bias, True, h[n], out[t, n], True)
+        elif training:
+            cell_row(gates[t, n], gh[n], bias, False, h[n], out[t, n], True)
+        elif use_relu:
+            cell_row(gates[t, n], gh[n], bias, True, h[n], out[t, n], False)
         else:
-            for j in range(H):
-                hn[j] = ftanh(g[j] + ghn[j] + bias[j])
-        copy_vector(o_t, hn)
-        if training:
-            copy_vector(g, hn)
+            cell_row(gates[t, n], gh[n], bias, False, h[n], out[t, n], False)
 
 
 @njit(**_JIT)
@@ -88,20 +102,15 @@ def backward_step(s, gates, use_relu, lengths, reverse, dout, dh, dh_rec, pendin
     db      (H,) float64  accumulates the bias gradient.
     Apart from dg_step/dgates as described, no argument may alias another.
     """
-    N = dh.shape[0]
     H = dh.shape[1]
     zero = dh.dtype.type(0)
     one = dh.dtype.type(1)
-    for n in range(N):
-        L = lengths[n]
-        if pending and s + 1 < L:
-            copy_vector(dh[n], dh_rec[n])
-        dgn = dg_step[n]
-        if s >= L:
-            dgates[s, n, :] = zero
-            dgn[:] = zero
+    for n in range(dh.shape[0]):
+        t = backward_row_start(s, n, lengths[n], reverse, pending, False, dh, dh_rec, dg_step,
+                               dgates)
+        if t < 0:
             continue
-        t = L - 1 - s if reverse else s
+        dgn = dg_step[n]
         y = gates[t, n]
         do_t = dout[t, n]
         dhn = dh[n]
@@ -113,8 +122,7 @@ def backward_step(s, gates, use_relu, lengths, reverse, dout, dh, dh_rec, pendin
                 dgn[j] = (dhn[j] + do_t[j]) * (one - y[j] * y[j])
         if not in_place:
             copy_vector(dgates[t, n], dgn)
-        for j in range(H):
-            db[j] += dgn[j]
+        add_column_sums(db, dgn)
 
 
 @njit(**_JIT)
@@ -135,20 +143,17 @@ def step(x, h, w_ih, w_hh, b_ih, b_hh, use_relu, h_out):
     """One inference step for a small batch: x (N, I), h (N, H), w_ih (H, I), w_hh (H, H) in
     PyTorch layout, b_ih, b_hh (H,) or empty (no bias); h_out (N, H) written, aliasing nothing."""
     N, H = h.shape
-    small_matmul_nt(x, w_ih, h_out, False)
-    small_matmul_nt(h, w_hh, h_out, True)
-    has_bias = b_ih.shape[0] == H
+    buf = np.empty((N + 1, H), h.dtype)
+    pre = buf[:N]
+    spare = buf[N]     # see lstm.step: a second destination that aliases nothing
+    small_matmul_nt(x, w_ih, pre, False)
+    small_matmul_nt(h, w_hh, pre, True)
+    b_x, b_h = step_bias_pair(b_ih, b_hh, H)
     for n in range(N):
-        p = h_out[n]
-        if has_bias:
-            for j in range(H):
-                p[j] += b_ih[j] + b_hh[j]
         if use_relu:
-            for j in range(H):
-                p[j] = relu(p[j])
+            cell_row(pre[n], b_x, b_h, True, h_out[n], spare, False)
         else:
-            for j in range(H):
-                p[j] = ftanh(p[j])
+            cell_row(pre[n], b_x, b_h, False, h_out[n], spare, False)
 
 
 def _use_relu(cell) -> bool:
