@@ -26,17 +26,19 @@ def _parser() -> argparse.ArgumentParser:
                     "summary. With --compare, lay bench.json records side by side instead.")
     size = bench.add_mutually_exclusive_group()
     size.add_argument("--quick", dest="preset", action="store_const", const="quick",
-                      help="the quick grid (default): the cases with published targets and an "
-                           "LSTM inference batch sweep; about five minutes on two cores")
+                      help="the quick grid (default): the cases with published targets, an "
+                           "LSTM batch sweep and the char-LM model cases (torch.nn against "
+                           "fastrnn.torch.convert); about five minutes on two cores")
     size.add_argument("--full", dest="preset", action="store_const", const="full",
                       help="the full DeepBench-style grid: H in {256,512,1024}, N in {1,4,16,32,64}, "
-                           "T in {25,100}, training and inference")
+                           "T in {25,100}, training and inference, and the char-LM model cases")
     bench.set_defaults(preset="quick")
     bench.add_argument("--cells", nargs="+", metavar="CELL",
                        help="cells to run: lstm gru rnn_tanh rnn_relu (rnn = rnn_tanh)")
     bench.add_argument("--backends", nargs="+", metavar="NAME",
-                       help="contestants: registry backends (see `fastrnn info`) and 'torch' "
-                            "(or torch-cpu / torch-cuda); default: all")
+                       help="contestants: registry backends (see `fastrnn info`), 'torch' "
+                            "(or torch-cpu / torch-cuda), and for the char-LM model cases "
+                            "torch.nn-cpu and fastrnn.torch-cpu (-cuda on a GPU); default: all")
     bench.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "float64"],
                        help="dtypes (default float32)")
     bench.add_argument("--shapes", nargs="+", metavar="T,N,H",
@@ -102,9 +104,15 @@ def bench(args, parser) -> int:
             parser.error(f"{name} must be at least 1")
     if args.time_budget is not None and args.time_budget < 0:
         parser.error("--time-budget must be >= 0")
+    cases, omitted = bk.runnable_cases(cases, contestants)
+    if omitted:
+        print(f"fastrnn bench: {omitted}", file=sys.stderr)
+    if not cases:
+        print("fastrnn bench: no selected backend can run the selected cases here", file=sys.stderr)
+        return 1
     available = [c for c in contestants if c.available]
     for c in contestants:
-        if not c.available:
+        if not c.available and any(c.runs(case) for case in cases):
             print(f"fastrnn bench: skipping {c.name} ({c.device}): {c.reason}", file=sys.stderr)
     if not available:
         print("fastrnn bench: no selected backend can run here", file=sys.stderr)
@@ -175,7 +183,7 @@ def compare(args) -> int:
 
 def info_text() -> str:
     from . import dispatch
-    from .benchmarking.backends import TORCH_BASELINES, torch_reason
+    from .benchmarking.backends import TORCH_BASELINES, all_contestants, torch_reason
     from .benchmarking.machine import cpu_info, gpu_info, versions
 
     lines = ["fastrnn " + str(versions().get("fastrnn") or "?"), ""]
@@ -198,6 +206,10 @@ def info_text() -> str:
         reason = torch_reason(device)
         lines.append(f"  {name:10s} ({device}) " + ("available" if reason is None
                                                      else f"unavailable: {reason}"))
+    models = [c for c in all_contestants() if "model" in c.kinds]
+    lines += ["", "benchmark char-LM contestants (model cases):"]
+    lines += [f"  {c.name:18s} ({c.device}) " + ("available" if c.available else f"unavailable: {c.reason}")
+              for c in models]
     return "\n".join(lines)
 
 

@@ -6,6 +6,10 @@ will make, plus the first call, the reference check and the worker's start-up. T
 on a 2-core AMD EPYC; as cases finish, the model is corrected: the ratio of measured to predicted wall
 time, per contestant (or over everything measured, for a contestant not yet seen), scales what is left
 of the first round, and from the second round on a (contestant, case) is predicted by its own last time.
+
+A model case (the char-LM) is costed the same way: its GEMM work (grid.Case.flops counts every layer
+and the read-out) plus the per-step overhead of each of its layers, at the rates of its contestants'
+priors; its reference is the torch.nn model in float64 on one thread.
 """
 from __future__ import annotations
 
@@ -32,6 +36,10 @@ PRIORS = {
     "numpy": Prior(100, 35e-6, 100e-6, 50e-6, 0.01, 0.5),
     "numba": Prior(155, 2.5e-6, 20e-6, 10e-6, 0.3, 1.0),
     "torch-cpu": Prior(150, 5e-6, 55e-6, 32e-6, 0.05, 2.5),
+    # the char-LM pair: PyTorch's rates, plus the adapter's overhead and Numba's first call when
+    # converted; both workers import torch and fastrnn
+    "torch.nn-cpu": Prior(150, 5e-6, 55e-6, 32e-6, 0.1, 3.0),
+    "fastrnn.torch-cpu": Prior(150, 5e-6, 40e-6, 32e-6, 1.0, 3.5),
     "gemm-floor-cpu": Prior(175, 3e-6, 20e-6, 7e-6, 0.0, 0.5),
     "reference": Prior(30, 40e-6, 120e-6, 60e-6, 0.0, 0.5),   # float64, one thread
 }
@@ -44,7 +52,7 @@ def per_call_s(prior: Prior, case: Case) -> float:
         step = prior.cell_step_s
     else:
         step = prior.train_step_s if case.mode == "training" else prior.step_s
-    return case.flops / (prior.gflops * 1e9) + case.T * step
+    return case.flops / (prior.gflops * 1e9) + case.T * case.layers * step
 
 
 def timed_calls(t: float, budget: Budget) -> float:

@@ -24,8 +24,10 @@ def short_summary(record: dict, report_path, other_paths: Sequence = ()) -> str:
     if rows:
         lines.append("Speedup over PyTorch (CPU), 95% interval, target, met:")
         width = max(len(r["label"]) for r in rows)
+        backend_width = max(6, *(len(r["backend"]) for r in rows))
         for r in rows:
-            lines.append(f"  {r['label']:{width}s}  {r['backend']:6s} {fmt_x(r['speedup']):>7s}  "
+            lines.append(f"  {r['label']:{width}s}  {r['backend']:{backend_width}s} "
+                         f"{fmt_x(r['speedup']):>7s}  "
                          f"[{fmt_ci(r['ci'])}]  >= {r['target']:g}x  {r['met'] or '—'}")
         counts = {v: sum(r["met"] == v for r in rows) for v in ("yes", "no", "unstable")}
         lines.append("Targets: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
