@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="custom shapes T,N,H (I = H) or T,N,I,H instead of the preset's")
     bench.add_argument("--modes", nargs="+", choices=["training", "inference"],
                        help="training and/or inference (default both)")
+    bench.add_argument("--kinds", nargs="+", choices=["layer", "step", "model"],
+                       help="case kinds: layer (whole sequences), step (*Cell one step at a time), "
+                            "model (the char-LM, torch.nn against converted); default all")
     bench.add_argument("--out", default=None, metavar="DIR",
                        help=f"output folder (default ./{DEFAULT_OUT})")
     bench.add_argument("--compare", nargs="+", metavar="JSON",
@@ -84,7 +87,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def bench(args, parser) -> int:
     from .benchmarking import backends as bk
-    from .benchmarking.grid import build_grid, parse_shape
+    from .benchmarking.grid import LAYER_KINDS, build_grid, parse_shape
     from .benchmarking.threads import usable_cpus
     from .benchmarking.timing import FULL, QUICK, ROUNDS
 
@@ -93,7 +96,7 @@ def bench(args, parser) -> int:
     try:
         shapes = [parse_shape(s) for s in args.shapes] if args.shapes else None
         cases = build_grid(args.preset, cells=args.cells, shapes=shapes, dtypes=args.dtype,
-                           modes=args.modes)
+                           modes=args.modes, kinds=args.kinds)
         contestants = bk.select(args.backends)
     except ValueError as exc:
         parser.error(str(exc))
@@ -110,9 +113,10 @@ def bench(args, parser) -> int:
     if not cases:
         print("fastrnn bench: no selected backend can run the selected cases here", file=sys.stderr)
         return 1
+    contestants = [c for c in contestants if any(c.runs(case) for case in cases)]
     available = [c for c in contestants if c.available]
     for c in contestants:
-        if not c.available and any(c.runs(case) for case in cases):
+        if not c.available:
             print(f"fastrnn bench: skipping {c.name} ({c.device}): {c.reason}", file=sys.stderr)
     if not available:
         print("fastrnn bench: no selected backend can run here", file=sys.stderr)
@@ -128,8 +132,9 @@ def bench(args, parser) -> int:
         budget = replace(budget, target_s=args.time_budget)
     rounds = args.rounds or ROUNDS["full" if grid == "full" else "quick"]
     threads = args.threads or usable_cpus()
+    floor = " and the GEMM floor" if any(c.kind in LAYER_KINDS for c in cases) else ""
     print(f"fastrnn bench: {len(cases)} cases x {len(available)} contestants "
-          f"({', '.join(c.name for c in available)}) and the GEMM floor, {rounds} rounds, "
+          f"({', '.join(c.name for c in available)}){floor}, {rounds} rounds, "
           f"{threads} thread{'' if threads == 1 else 's'}", file=sys.stderr)
     record = run_benchmarks(cases, contestants, budget=budget, rounds=rounds, threads=threads,
                             grid=grid, check=not args.no_check, show_progress=not args.quiet)

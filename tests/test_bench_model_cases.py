@@ -41,6 +41,10 @@ def test_the_grids_hold_the_char_lm_at_the_issues_shape():
     assert train.label == "char-LM training (100,32,64,256)" and train.layers == 2
     with pytest.raises(ValueError, match="LSTM"):
         Case("gru", "training", 3, 2, 5, 4, kind="model")
+    assert build_grid("quick", kinds=["model"]) == model_cases()
+    assert all(c.kind != "model" for c in build_grid("full", kinds=["layer", "step"]))
+    with pytest.raises(ValueError, match="unknown kind"):
+        build_grid("quick", kinds=["transformer"])
 
 
 def test_layer_contestants_never_get_model_cases_and_the_reverse():

@@ -9,7 +9,8 @@ of the first round, and from the second round on a (contestant, case) is predict
 
 A model case (the char-LM) is costed the same way: its GEMM work (grid.Case.flops counts every layer
 and the read-out) plus the per-step overhead of each of its layers, at the rates of its contestants'
-priors; its reference is the torch.nn model in float64 on one thread.
+priors; its check runs the model in float64 (MODEL_CHECK_FACTOR) and its reference is the torch.nn
+model in float64 on one thread.
 """
 from __future__ import annotations
 
@@ -39,12 +40,13 @@ PRIORS = {
     # the char-LM pair: PyTorch's rates, plus the adapter's overhead and Numba's first call when
     # converted; both workers import torch and fastrnn
     "torch.nn-cpu": Prior(150, 5e-6, 55e-6, 32e-6, 0.1, 3.0),
-    "fastrnn.torch-cpu": Prior(150, 5e-6, 40e-6, 32e-6, 1.0, 3.5),
+    "fastrnn.torch-cpu": Prior(150, 5e-6, 40e-6, 32e-6, 2.0, 3.5),   # + float64 kernels for the check
     "gemm-floor-cpu": Prior(175, 3e-6, 20e-6, 7e-6, 0.0, 0.5),
     "reference": Prior(30, 40e-6, 120e-6, 60e-6, 0.0, 0.5),   # float64, one thread
 }
 DEFAULT_PRIOR = {"cpu": PRIORS["numba"], "cuda": Prior(5000, 20e-6, 60e-6, 30e-6, 2.0, 4.0)}
 BUILD_S = 0.005   # making the case's data and module, per case
+MODEL_CHECK_FACTOR = 2.0   # a model case's check runs in float64: about twice its float32 call per step
 
 
 def per_call_s(prior: Prior, case: Case) -> float:
@@ -67,7 +69,8 @@ def predict_case_s(prior: Prior, case: Case, budget: Budget, check: bool) -> flo
     t = per_call_s(prior, case)
     wall = BUILD_S + prior.first_call_s + t + timed_calls(t, budget) * t
     if check:
-        wall += t * check_steps(case) / case.T
+        factor = MODEL_CHECK_FACTOR if case.kind == "model" else 1.0
+        wall += factor * t * check_steps(case) / case.T
     return wall
 
 

@@ -213,11 +213,15 @@ def custom_grid(shapes: Iterable[tuple[int, int, int, int]], cells: Sequence[str
 def build_grid(preset: str = "quick", *, cells: Optional[Sequence[str]] = None,
                shapes: Optional[Sequence[tuple[int, int, int, int]]] = None,
                dtypes: Sequence[str] = ("float32",),
-               modes: Optional[Sequence[str]] = None) -> list[Case]:
-    """The cases of one run: a preset ("quick" or "full") or explicit shapes, filtered by cell and
-    mode, repeated for each dtype."""
+               modes: Optional[Sequence[str]] = None,
+               kinds: Optional[Sequence[str]] = None) -> list[Case]:
+    """The cases of one run: a preset ("quick" or "full") or explicit shapes, filtered by cell, mode
+    and kind (KINDS), repeated for each dtype."""
     if preset not in ("quick", "full"):
         raise ValueError(f"preset must be 'quick' or 'full', got {preset!r}")
+    for kind in kinds or ():
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r}; choose from {', '.join(KINDS)}")
     cell_names = [normalize_cell(c) for c in cells] if cells else None
     cases: list[Case] = []
     for dtype in dtypes:
@@ -231,6 +235,8 @@ def build_grid(preset: str = "quick", *, cells: Optional[Sequence[str]] = None,
         cases = [c for c in cases if c.cell in cell_names]
     if modes:
         cases = [c for c in cases if c.mode in modes]
+    if kinds:
+        cases = [c for c in cases if c.kind in kinds]
     return _unique(cases)
 
 

@@ -163,7 +163,7 @@ def run_benchmarks(cases: Sequence[Case], contestants: Sequence[bk.Contestant], 
     """Measure `cases` on `contestants` in `rounds` rounds of worker processes; the JSON record."""
     available = [c for c in contestants if c.available]
     devices = sorted({c.device for c in available})
-    floors = [bk.floor_contestant(d) for d in devices]
+    floors = [f for f in (bk.floor_contestant(d) for d in devices) if any(f.runs(c) for c in cases)]
     # The GEMM floor goes first: cheap, and timed with the same threads as the contestants, it shows
     # the cost model early how fast this machine is.
     units = [f for f in floors if f.available] + available

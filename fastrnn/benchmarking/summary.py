@@ -12,8 +12,9 @@ def short_summary(record: dict, report_path, other_paths: Sequence = ()) -> str:
     ran = [c["name"] for c in record.get("contestants", []) if c.get("available")]
     commit = (m.get("git", {}).get("commit") or "no commit")[:12]
     wall = m.get("wall_s")
-    lines = [f"fastrnn bench: {len(record.get('cases', []))} cases x {', '.join(ran)} (and the GEMM "
-             f"floor), {s.get('rounds', '?')} rounds, each contestant in its own process, "
+    floor = " (and the GEMM floor)" if record.get("floors", True) else ""
+    lines = [f"fastrnn bench: {len(record.get('cases', []))} cases x {', '.join(ran)}{floor}, "
+             f"{s.get('rounds', '?')} rounds, each contestant in its own process, "
              f"{s.get('threads', '?')} thread{'' if s.get('threads') == 1 else 's'}; "
              f"{cpu.get('model', '?')}, commit {commit}"
              + (f"; {wall:.0f} s" if wall else "")]
