@@ -98,7 +98,7 @@ def floor_reason(device: str) -> Optional[str]:
 def cuda_model_pair_wanted() -> bool:
     """Whether the CUDA char-LM pair is listed: only where torch sees a CUDA device (elsewhere it is
     absent, not reported as unavailable)."""
-    return torch_reason("cpu") is None and torch_reason("cuda") is None
+    return torch_reason("cuda") is None
 
 
 def model_contestant(family: str, device: str) -> Optional[Contestant]:

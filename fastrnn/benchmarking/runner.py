@@ -2,11 +2,12 @@
 
 Order of a run: one worker computes the float64 reference of every case; then, round after round, one
 fresh worker per contestant (the GEMM floor of each device counting as one) runs every case and exits
-before the next starts. Each contestant runs only the cases of the kinds it takes (backends.Contestant.runs: the
-layer contestants and the GEMM floor the layer and step cases, the char-LM pair the model cases). The
-first round checks each contestant against the reference before timing it; a contestant that fails a case's check (or errors) is not run on that case again. The order of the
-contestants rotates from round to round, so a slow spell of the machine does not always fall on the
-same one.
+before the next starts. Each contestant runs only the cases of the kinds it takes
+(backends.Contestant.runs: the layer contestants and the GEMM floor the layer and step cases, the
+char-LM pair the model cases). The first round checks each contestant against the reference before
+timing it; a contestant that fails a case's check (or errors) is not run on that case again. The
+order of the contestants rotates from round to round, so a slow spell of the machine does not always
+fall on the same one.
 """
 from __future__ import annotations
 
