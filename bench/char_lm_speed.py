@@ -8,6 +8,11 @@ taking turns, for --rounds rounds (thread pools left spinning by one library slo
 share a process); each process reports the median of --repeats timings after --warmup untimed calls.
 Prints every round, the median over rounds of each contestant, and the ratio torch / converted.
 
+`fastrnn bench` now has these two cases too (the "char-LM" model cases of its quick and full grids,
+fastrnn.benchmarking.model_workloads), with the same definition of what is timed, a float64 check of
+the converted model against torch.nn, bootstrap intervals and the 1.2x target in its report; use it
+for figures to publish. This script stays as a quick standalone look.
+
     python bench/char_lm_speed.py [--rounds 3] [--repeats 10]
 """
 from __future__ import annotations

@@ -34,7 +34,7 @@ def bench_params(enabled: bool) -> list:
     params = []
     for case in cases:
         slow = enabled and case not in quick
-        for contestant in all_contestants():
+        for contestant in (c for c in all_contestants() if c.runs(case)):
             marks = ([pytest.mark.slow] if slow else []) + (
                 [pytest.mark.gpu] if contestant.device == "cuda" else [])
             params.append(pytest.param(case, contestant, marks=marks,

@@ -26,23 +26,28 @@ def _parser() -> argparse.ArgumentParser:
                     "summary. With --compare, lay bench.json records side by side instead.")
     size = bench.add_mutually_exclusive_group()
     size.add_argument("--quick", dest="preset", action="store_const", const="quick",
-                      help="the quick grid (default): the cases with published targets and an "
-                           "LSTM inference batch sweep; about five minutes on two cores")
+                      help="the quick grid (default): the cases with published targets, an "
+                           "LSTM batch sweep and the char-LM model cases (torch.nn against "
+                           "fastrnn.torch.convert); about five minutes on two cores")
     size.add_argument("--full", dest="preset", action="store_const", const="full",
                       help="the full DeepBench-style grid: H in {256,512,1024}, N in {1,4,16,32,64}, "
-                           "T in {25,100}, training and inference")
+                           "T in {25,100}, training and inference, and the char-LM model cases")
     bench.set_defaults(preset="quick")
     bench.add_argument("--cells", nargs="+", metavar="CELL",
                        help="cells to run: lstm gru rnn_tanh rnn_relu (rnn = rnn_tanh)")
     bench.add_argument("--backends", nargs="+", metavar="NAME",
-                       help="contestants: registry backends (see `fastrnn info`) and 'torch' "
-                            "(or torch-cpu / torch-cuda); default: all")
+                       help="contestants: registry backends (see `fastrnn info`), 'torch' "
+                            "(or torch-cpu / torch-cuda), and for the char-LM model cases "
+                            "torch.nn-cpu and fastrnn.torch-cpu (-cuda on a GPU); default: all")
     bench.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "float64"],
                        help="dtypes (default float32)")
     bench.add_argument("--shapes", nargs="+", metavar="T,N,H",
                        help="custom shapes T,N,H (I = H) or T,N,I,H instead of the preset's")
     bench.add_argument("--modes", nargs="+", choices=["training", "inference"],
                        help="training and/or inference (default both)")
+    bench.add_argument("--kinds", nargs="+", choices=["layer", "step", "model"],
+                       help="case kinds: layer (whole sequences), step (*Cell one step at a time), "
+                            "model (the char-LM, torch.nn against converted); default all")
     bench.add_argument("--out", default=None, metavar="DIR",
                        help=f"output folder (default ./{DEFAULT_OUT})")
     bench.add_argument("--compare", nargs="+", metavar="JSON",
@@ -82,7 +87,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def bench(args, parser) -> int:
     from .benchmarking import backends as bk
-    from .benchmarking.grid import build_grid, parse_shape
+    from .benchmarking.grid import LAYER_KINDS, build_grid, parse_shape
     from .benchmarking.threads import usable_cpus
     from .benchmarking.timing import FULL, QUICK, ROUNDS
 
@@ -91,7 +96,7 @@ def bench(args, parser) -> int:
     try:
         shapes = [parse_shape(s) for s in args.shapes] if args.shapes else None
         cases = build_grid(args.preset, cells=args.cells, shapes=shapes, dtypes=args.dtype,
-                           modes=args.modes)
+                           modes=args.modes, kinds=args.kinds)
         contestants = bk.select(args.backends)
     except ValueError as exc:
         parser.error(str(exc))
@@ -102,6 +107,13 @@ def bench(args, parser) -> int:
             parser.error(f"{name} must be at least 1")
     if args.time_budget is not None and args.time_budget < 0:
         parser.error("--time-budget must be >= 0")
+    cases, omitted = bk.runnable_cases(cases, contestants)
+    if omitted:
+        print(f"fastrnn bench: {omitted}", file=sys.stderr)
+    if not cases:
+        print("fastrnn bench: no selected backend can run the selected cases here", file=sys.stderr)
+        return 1
+    contestants = [c for c in contestants if any(c.runs(case) for case in cases)]
     available = [c for c in contestants if c.available]
     for c in contestants:
         if not c.available:
@@ -120,8 +132,9 @@ def bench(args, parser) -> int:
         budget = replace(budget, target_s=args.time_budget)
     rounds = args.rounds or ROUNDS["full" if grid == "full" else "quick"]
     threads = args.threads or usable_cpus()
+    floor = " and the GEMM floor" if any(c.kind in LAYER_KINDS for c in cases) else ""
     print(f"fastrnn bench: {len(cases)} cases x {len(available)} contestants "
-          f"({', '.join(c.name for c in available)}) and the GEMM floor, {rounds} rounds, "
+          f"({', '.join(c.name for c in available)}){floor}, {rounds} rounds, "
           f"{threads} thread{'' if threads == 1 else 's'}", file=sys.stderr)
     record = run_benchmarks(cases, contestants, budget=budget, rounds=rounds, threads=threads,
                             grid=grid, check=not args.no_check, show_progress=not args.quiet)
@@ -175,7 +188,7 @@ def compare(args) -> int:
 
 def info_text() -> str:
     from . import dispatch
-    from .benchmarking.backends import TORCH_BASELINES, torch_reason
+    from .benchmarking.backends import TORCH_BASELINES, all_contestants, torch_reason
     from .benchmarking.machine import cpu_info, gpu_info, versions
 
     lines = ["fastrnn " + str(versions().get("fastrnn") or "?"), ""]
@@ -198,6 +211,10 @@ def info_text() -> str:
         reason = torch_reason(device)
         lines.append(f"  {name:10s} ({device}) " + ("available" if reason is None
                                                      else f"unavailable: {reason}"))
+    models = [c for c in all_contestants() if "model" in c.kinds]
+    lines += ["", "benchmark char-LM contestants (model cases):"]
+    lines += [f"  {c.name:18s} ({c.device}) " + ("available" if c.available else f"unavailable: {c.reason}")
+              for c in models]
     return "\n".join(lines)
 
 

@@ -22,8 +22,9 @@ def round_stats(median, rounds=3, spread=0.05):
     return dict(stats, rounds=samples)
 
 
-def timed_row(backend, device, median, status="ok", error=None):
+def timed_row(backend, device, median, status="ok", error=None, family=None):
     return {"backend": backend, "device": device, "status": status,
+            **({"family": family} if family else {}),
             "time": round_stats(median) if median is not None else None,
             "check": {"T": 4, "max_rel_err": 2e-7, "tensor": "out", "tolerance": 1e-4,
                       "passed": status == "ok"},
@@ -61,6 +62,18 @@ def cpu_record(numba_lstm=2e-3, numba_gru=4e-3):
            timed_row("numpy", "cpu", None, "check_failed", "out differs")]
     return fake_record([case_entry(LSTM_TRAIN, lstm, {"cpu": 1e-3}),
                         case_entry(GRU_TRAIN, gru, {"cpu": 1e-3})])
+
+
+CHAR_LM_TRAIN = Case("lstm", "training", 100, 32, 64, 256, kind="model", target=1.2)
+
+
+def model_record(converted=2.5e-1):
+    """cpu_record plus the char-LM training step, torch.nn at 0.3 s against the converted model."""
+    record = cpu_record()
+    rows = [timed_row("torch.nn-cpu", "cpu", 3e-1, family="torch-model"),
+            timed_row("fastrnn.torch-cpu", "cpu", converted, family="fastrnn-torch-model")]
+    record["cases"].append(case_entry(CHAR_LM_TRAIN, rows, {}))
+    return record
 
 
 def sweep_record():

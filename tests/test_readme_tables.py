@@ -80,3 +80,17 @@ def test_a_file_that_is_not_a_record_is_refused(checkout):
     other.write_text(json.dumps({"backend": "numba"}))
     with pytest.raises(ValueError, match="not a fastrnn benchmark record"):
         readme_tables.main([str(other), "--readme", str(checkout / "README.md")])
+
+
+def test_the_char_lm_row_joins_the_table_when_a_record_has_it(tmp_path):
+    from bench_records import model_record
+
+    (tmp_path / "README.md").write_text(README)
+    path = tmp_path / "bench.json"
+    save_record(model_record(converted=0.25), path)
+    assert readme_tables.main([str(path), "--readme", str(tmp_path / "README.md")]) == 0
+    block = _generated((tmp_path / "README.md").read_text())
+    row = next(line for line in block.splitlines() if line.startswith("| char-LM training"))
+    assert "**1.20x**" in row and ">= 1.2x" in row and "| 300 | 250 |" in row
+    assert "converted by `fastrnn.torch.convert`" in block
+    assert "| lstm training" in block

@@ -7,7 +7,13 @@ compared with PyTorch on its own device. Nothing here imports torch or CuPy unti
 
 Adding a contestant (say, a model built from fastrnn's PyTorch adapter) is one Workload subclass in
 workloads.py registered in FAMILIES, and one line in EXTRA_CONTESTANTS below: the runner, the worker
-processes, the report and the plots take it from there.
+processes, the report and the plots take it from there. A family runs the case kinds FAMILY_KINDS gives
+it (the layer and step kinds unless listed), so layer contestants never meet a model case and model
+contestants never meet a layer case.
+
+The char-LM model cases (grid.model_cases) have two contestants per device: "torch.nn-<device>", the
+plain torch.nn model and their baseline, and "fastrnn.torch-<device>", the same model after
+fastrnn.torch.convert. The CUDA pair exists only where torch sees a CUDA device.
 """
 from __future__ import annotations
 
@@ -16,10 +22,20 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 from .. import dispatch
+from .grid import KINDS, LAYER_KINDS, Case
 
 REFERENCE = "numpy"  # the NumPy oracle every contestant is checked against
 TORCH_BASELINES = {"cpu": "torch-cpu", "cuda": "torch-cuda"}
 FLOOR_NAMES = {"cpu": "gemm-floor-cpu", "cuda": "gemm-floor-cuda"}
+MODEL_BASELINES = {"cpu": "torch.nn-cpu", "cuda": "torch.nn-cuda"}
+MODEL_CONVERTED = {"cpu": "fastrnn.torch-cpu", "cuda": "fastrnn.torch-cuda"}
+BASELINE_NAMES = frozenset(TORCH_BASELINES.values()) | frozenset(MODEL_BASELINES.values())
+
+# The case kinds each family runs (grid.KINDS); a family not listed runs grid.LAYER_KINDS.
+FAMILY_KINDS = {"torch-model": ("model",), "fastrnn-torch-model": ("model",)}
+# Families whose workers load PyTorch, and those that are fastrnn measured against a baseline.
+TORCH_FAMILIES = frozenset({"torch", "torch-model", "fastrnn-torch-model"})
+CHALLENGER_FAMILIES = frozenset({"fastrnn", "fastrnn-torch-model"})
 
 
 @dataclass(frozen=True)
@@ -40,6 +56,14 @@ class Contestant:
     @property
     def is_torch(self) -> bool:
         return self.family == "torch"
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The grid.KINDS this contestant runs."""
+        return FAMILY_KINDS.get(self.family, LAYER_KINDS)
+
+    def runs(self, case: Case) -> bool:
+        return case.kind in self.kinds
 
     def to_dict(self) -> dict:
         return {"name": self.name, "device": self.device, "family": self.family,
@@ -71,8 +95,29 @@ def floor_reason(device: str) -> Optional[str]:
         "no CUDA backend is registered"
 
 
-# Contestants beyond the registry and PyTorch's layers: () -> Contestant, called when the list is built.
-EXTRA_CONTESTANTS: list[Callable[[], Contestant]] = []
+def cuda_model_pair_wanted() -> bool:
+    """Whether the CUDA char-LM pair is listed: only where torch sees a CUDA device (elsewhere it is
+    absent, not reported as unavailable)."""
+    return torch_reason("cuda") is None
+
+
+def model_contestant(family: str, device: str) -> Optional[Contestant]:
+    """A char-LM contestant ("torch-model": torch.nn, the baseline; "fastrnn-torch-model": the model
+    after fastrnn.torch.convert) on `device`, or None when it is not listed here."""
+    if device == "cuda" and not cuda_model_pair_wanted():
+        return None
+    names = MODEL_BASELINES if family == "torch-model" else MODEL_CONVERTED
+    return Contestant(names[device], device, family, torch_reason(device))
+
+
+# Contestants beyond the registry and PyTorch's layers: () -> Contestant or None (not listed here),
+# called when the list is built.
+EXTRA_CONTESTANTS: list[Callable[[], Optional[Contestant]]] = [
+    lambda: model_contestant("torch-model", "cpu"),
+    lambda: model_contestant("fastrnn-torch-model", "cpu"),
+    lambda: model_contestant("torch-model", "cuda"),
+    lambda: model_contestant("fastrnn-torch-model", "cuda"),
+]
 
 
 def all_contestants() -> list[Contestant]:
@@ -83,7 +128,32 @@ def all_contestants() -> list[Contestant]:
         found.append(Contestant(name, info.device, "fastrnn", dispatch.unavailable_reason(name)))
     for device, name in TORCH_BASELINES.items():
         found.append(Contestant(name, device, "torch", torch_reason(device)))
-    return found + [make() for make in EXTRA_CONTESTANTS]
+    return found + [c for c in (make() for make in EXTRA_CONTESTANTS) if c is not None]
+
+
+def baseline_name(kind: str, device: str) -> Optional[str]:
+    """The contestant whose time a speedup on a case of `kind` on `device` divides: PyTorch's layer
+    for the layer and step kinds, the torch.nn model for model cases."""
+    return (MODEL_BASELINES if kind == "model" else TORCH_BASELINES).get(device)
+
+
+def runnable_cases(cases: Sequence[Case], contestants: Sequence[Contestant]
+                   ) -> tuple[list[Case], Optional[str]]:
+    """The cases some available contestant runs, and one line on what was left out (None if nothing).
+
+    Model cases are left out when PyTorch is missing, or when no model contestant was selected."""
+    available = [c for c in contestants if c.available]
+    kept = [case for case in cases if any(c.runs(case) for c in available)]
+    dropped = [case for case in cases if case not in kept]
+    if not dropped:
+        return kept, None
+    kinds = [k for k in KINDS if any(case.kind == k for case in dropped)]
+    reasons = sorted({c.reason for c in contestants if not c.available
+                      and any(c.runs(case) for case in dropped)})
+    why = "; ".join(reasons) if reasons else "no selected contestant runs them"
+    return kept, (f"omitting the {len(dropped)} {'/'.join(kinds)} case(s) ("
+                  + ", ".join(case.label for case in dropped[:3]) + (", ..." if len(dropped) > 3 else "")
+                  + f"): {why}")
 
 
 def floor_contestant(device: str) -> Contestant:

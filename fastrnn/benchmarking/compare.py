@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .backends import TORCH_BASELINES
+from .backends import BASELINE_NAMES
 from .report import fmt_ms, fmt_x, median, table
-
-TORCH_NAMES = set(TORCH_BASELINES.values())
 
 
 def _where(record: dict) -> str:
@@ -25,7 +23,7 @@ def _fastest(entry: dict) -> tuple[Optional[str], Optional[float]]:
     best = (None, None)
     for row in entry["results"]:
         t = median(row)
-        if t is None or row["backend"] in TORCH_NAMES:
+        if t is None or row["backend"] in BASELINE_NAMES:
             continue
         if best[1] is None or t < best[1]:
             best = (f"{row['backend']} ({row['device']})", t)

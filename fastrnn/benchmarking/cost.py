@@ -6,6 +6,11 @@ will make, plus the first call, the reference check and the worker's start-up. T
 on a 2-core AMD EPYC; as cases finish, the model is corrected: the ratio of measured to predicted wall
 time, per contestant (or over everything measured, for a contestant not yet seen), scales what is left
 of the first round, and from the second round on a (contestant, case) is predicted by its own last time.
+
+A model case (the char-LM) is costed the same way: its GEMM work (grid.Case.flops counts every layer
+and the read-out) plus the per-step overhead of each of its layers, at the rates of its contestants'
+priors; its check runs the model in float64 (MODEL_CHECK_FACTOR) and its reference is the torch.nn
+model in float64 on one thread.
 """
 from __future__ import annotations
 
@@ -32,11 +37,16 @@ PRIORS = {
     "numpy": Prior(100, 35e-6, 100e-6, 50e-6, 0.01, 0.5),
     "numba": Prior(155, 2.5e-6, 20e-6, 10e-6, 0.3, 1.0),
     "torch-cpu": Prior(150, 5e-6, 55e-6, 32e-6, 0.05, 2.5),
+    # the char-LM pair: PyTorch's rates, plus the adapter's overhead and Numba's first call when
+    # converted; both workers import torch and fastrnn
+    "torch.nn-cpu": Prior(150, 5e-6, 55e-6, 32e-6, 0.1, 3.0),
+    "fastrnn.torch-cpu": Prior(150, 5e-6, 40e-6, 32e-6, 2.0, 3.5),   # + float64 kernels for the check
     "gemm-floor-cpu": Prior(175, 3e-6, 20e-6, 7e-6, 0.0, 0.5),
     "reference": Prior(30, 40e-6, 120e-6, 60e-6, 0.0, 0.5),   # float64, one thread
 }
 DEFAULT_PRIOR = {"cpu": PRIORS["numba"], "cuda": Prior(5000, 20e-6, 60e-6, 30e-6, 2.0, 4.0)}
 BUILD_S = 0.005   # making the case's data and module, per case
+MODEL_CHECK_FACTOR = 2.0   # a model case's check runs in float64: about twice its float32 call per step
 
 
 def per_call_s(prior: Prior, case: Case) -> float:
@@ -44,7 +54,7 @@ def per_call_s(prior: Prior, case: Case) -> float:
         step = prior.cell_step_s
     else:
         step = prior.train_step_s if case.mode == "training" else prior.step_s
-    return case.flops / (prior.gflops * 1e9) + case.T * step
+    return case.flops / (prior.gflops * 1e9) + case.T * case.layers * step
 
 
 def timed_calls(t: float, budget: Budget) -> float:
@@ -59,7 +69,8 @@ def predict_case_s(prior: Prior, case: Case, budget: Budget, check: bool) -> flo
     t = per_call_s(prior, case)
     wall = BUILD_S + prior.first_call_s + t + timed_calls(t, budget) * t
     if check:
-        wall += t * check_steps(case) / case.T
+        factor = MODEL_CHECK_FACTOR if case.kind == "model" else 1.0
+        wall += factor * t * check_steps(case) / case.T
     return wall
 
 

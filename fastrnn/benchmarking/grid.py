@@ -3,6 +3,10 @@
 `fastrnn bench`, the pytest-benchmark suite under bench/ and the report all read their cases from here,
 so a shape added here is measured, smoke-tested and reported everywhere at once. The backends are not
 listed here: they come from the dispatch registry (see backends.py), plus PyTorch as the baseline.
+
+Besides the layer and step cases, kind "model" times a whole model: the character-level LSTM language
+model of fastrnn.torch.models (CHAR_LM_* below), torch.nn against the same model converted by
+fastrnn.torch.convert (see model_workloads.py).
 """
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ from typing import Iterable, Optional, Sequence
 from ..cells import CELLS
 
 MODES = ("training", "inference")
-KINDS = ("layer", "step")
+KINDS = ("layer", "step", "model")
+LAYER_KINDS = ("layer", "step")   # the kinds timed per RNN module, against the GEMM floor
 DTYPES = ("float32", "float64")
 
 # The public module class for each cell name, per kind (layer: whole sequences; step: the *Cell
@@ -20,7 +25,13 @@ DTYPES = ("float32", "float64")
 MODULE_NAMES = {
     "layer": {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "RNN", "rnn_relu": "RNN"},
     "step": {"lstm": "LSTMCell", "gru": "GRUCell", "rnn_tanh": "RNNCell", "rnn_relu": "RNNCell"},
+    "model": {"lstm": "CharLM"},
 }
+
+# The char-LM of the model cases (fastrnn.torch.models.CharLM), as bench/char_lm_speed.py times it: a
+# model case's I is the embedding width and H the LSTM's hidden size; these are fixed.
+CHAR_LM_VOCAB = 64
+CHAR_LM_LAYERS = 2
 
 # Names people type for cells on the command line.
 CELL_ALIASES = {"rnn": "rnn_tanh", "tanh": "rnn_tanh", "relu": "rnn_relu"}
@@ -40,7 +51,11 @@ class Case:
     kind "layer" times a one-layer module on a whole (T, N, I) sequence: in "training" mode the
     forward in training mode plus the full backward (dx, dh0 and every weight gradient), in
     "inference" mode the eval-mode forward. Kind "step" drives a *Cell module T times in a row, one
-    step at a time (inference only), which is where Python overhead per step is the cost.
+    step at a time (inference only), which is where Python overhead per step is the cost. Kind "model"
+    (cell "lstm" only) times the char-LM on (T, N) characters, embedding I, hidden size H: in
+    "training" mode one training step (fastrnn.torch.models.char_lm_train_step: forward,
+    cross-entropy, backward, gradient clipping, Adam step), in "inference" mode the eval-mode forward
+    under torch.no_grad().
 
     target: the project's published goal for this case, the speedup over PyTorch on the CPU that
     fastrnn's CPU backend aims to reach, or None; it is documentation for the report, not part of the
@@ -66,6 +81,9 @@ class Case:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
         if self.kind == "step" and self.mode != "inference":
             raise ValueError("step cases time the *Cell inference path; mode must be 'inference'")
+        if self.kind == "model" and self.cell not in MODULE_NAMES["model"]:
+            raise ValueError(f"model cases time the char-LM, an LSTM; cell must be 'lstm', "
+                             f"got {self.cell!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         for name in ("T", "N", "I", "H"):
@@ -82,6 +100,11 @@ class Case:
         return MODULE_NAMES[self.kind][self.cell]
 
     @property
+    def layers(self) -> int:
+        """Stacked recurrent layers a call runs through (the char-LM's; one for the other kinds)."""
+        return CHAR_LM_LAYERS if self.kind == "model" else 1
+
+    @property
     def shape(self) -> str:
         """(T, N, I, H) as the report prints it; I is left out when it equals H."""
         dims = (self.T, self.N, self.H) if self.I == self.H else (self.T, self.N, self.I, self.H)
@@ -89,7 +112,11 @@ class Case:
 
     @property
     def label(self) -> str:
-        """Short human name, e.g. "lstm training (100,32,256)" or "lstm step x1000 (1,1,128)"."""
+        """Short human name, e.g. "lstm training (100,32,256)", "lstm step x1000 (1,1,128)" or
+        "char-LM training (100,32,64,256)"."""
+        if self.kind == "model":
+            return f"char-LM {self.mode} {self.shape}" + ("" if self.dtype == "float32" else
+                                                          f" {self.dtype}")
         what = self.mode if self.kind == "layer" else f"step x{self.T}"
         shape = self.shape if self.kind == "layer" else f"(N={self.N},H={self.H})"
         suffix = "" if self.dtype == "float32" else f" {self.dtype}"
@@ -105,8 +132,11 @@ class Case:
     def flops(self) -> float:
         """GEMM floating-point operations of one timed call (the DeepBench convention: pointwise
         work is not counted). Forward: 2*T*N*G*H*(I+H); training adds the backward's data and
-        weight gradients, twice the forward's."""
+        weight gradients, twice the forward's. A model case counts every LSTM layer and the read-out."""
         forward = 2.0 * self.T * self.N * self.gates * self.H * (self.I + self.H)
+        if self.kind == "model":
+            deeper = 2.0 * self.T * self.N * self.gates * self.H * 2 * self.H
+            forward += (self.layers - 1) * deeper + 2.0 * self.T * self.N * self.H * CHAR_LM_VOCAB
         return forward * (3.0 if self.mode == "training" else 1.0)
 
     @property
@@ -144,23 +174,33 @@ def target_cases(dtype: str = "float32") -> list[Case]:
     ]
 
 
+def model_cases(dtype: str = "float32") -> list[Case]:
+    """The char-LM at bench/char_lm_speed.py's shape (T=100, N=32, embedding 64, H=256): the training
+    step, with the issue's target of 1.2x over torch.nn on the CPU, and inference."""
+    return [Case("lstm", "training", 100, 32, 64, 256, dtype, kind="model", target=1.2),
+            Case("lstm", "inference", 100, 32, 64, 256, dtype, kind="model")]
+
+
 def quick_grid(dtype: str = "float32") -> list[Case]:
-    """The cases with targets plus a batch sweep of the LSTM at H=256 (for the throughput chart).
+    """The cases with targets plus a batch sweep of the LSTM at H=256 (for the throughput chart), and
+    the char-LM model cases.
 
     Sized to finish in about five minutes on two idle cores with numpy, numba, PyTorch and the GEMM
     floor in 3 rounds."""
     sweep = [Case("lstm", mode, 100, n, 256, 256, dtype)
              for mode in MODES for n in (1, 4, 16, 64)]
-    return _unique(target_cases(dtype) + sweep)
+    return _unique(target_cases(dtype) + sweep + model_cases(dtype))
 
 
 def full_grid(dtype: str = "float32", cells: Sequence[str] = DEFAULT_CELLS) -> list[Case]:
     """DeepBench-style: every cell at H in {256, 512, 1024}, N in {1, 4, 16, 32, 64}, T in {25, 100},
-    I = H, training and inference, plus the cases with targets that fall outside that set."""
+    I = H, training and inference, plus the cases with targets that fall outside that set and the
+    char-LM model cases (when the cells include the LSTM)."""
     cases = [Case(cell, mode, T, N, H, H, dtype)
              for cell in cells for H in FULL_HIDDEN for T in FULL_STEPS for N in FULL_BATCH
              for mode in MODES]
-    return _unique(target_cases(dtype) + cases)
+    models = model_cases(dtype) if "lstm" in cells else []
+    return _unique(target_cases(dtype) + cases + models)
 
 
 def custom_grid(shapes: Iterable[tuple[int, int, int, int]], cells: Sequence[str],
@@ -173,11 +213,15 @@ def custom_grid(shapes: Iterable[tuple[int, int, int, int]], cells: Sequence[str
 def build_grid(preset: str = "quick", *, cells: Optional[Sequence[str]] = None,
                shapes: Optional[Sequence[tuple[int, int, int, int]]] = None,
                dtypes: Sequence[str] = ("float32",),
-               modes: Optional[Sequence[str]] = None) -> list[Case]:
-    """The cases of one run: a preset ("quick" or "full") or explicit shapes, filtered by cell and
-    mode, repeated for each dtype."""
+               modes: Optional[Sequence[str]] = None,
+               kinds: Optional[Sequence[str]] = None) -> list[Case]:
+    """The cases of one run: a preset ("quick" or "full") or explicit shapes, filtered by cell, mode
+    and kind (KINDS), repeated for each dtype."""
     if preset not in ("quick", "full"):
         raise ValueError(f"preset must be 'quick' or 'full', got {preset!r}")
+    for kind in kinds or ():
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r}; choose from {', '.join(KINDS)}")
     cell_names = [normalize_cell(c) for c in cells] if cells else None
     cases: list[Case] = []
     for dtype in dtypes:
@@ -191,6 +235,8 @@ def build_grid(preset: str = "quick", *, cells: Optional[Sequence[str]] = None,
         cases = [c for c in cases if c.cell in cell_names]
     if modes:
         cases = [c for c in cases if c.mode in modes]
+    if kinds:
+        cases = [c for c in cases if c.kind in kinds]
     return _unique(cases)
 
 

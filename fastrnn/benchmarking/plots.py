@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .backends import TORCH_BASELINES
+from .backends import BASELINE_NAMES
 from .grid import Case
 from .report import derive, median
 
@@ -39,7 +39,7 @@ def plot_speedup(record: dict, path) -> Path:
     """Horizontal bars of each fastrnn backend's speedup per case, with its 95% interval as an error
     bar, and the case's target marked."""
     derived = {(i, r["backend"]): derive(e, r) for i, e in enumerate(record["cases"])
-               for r in e["results"] if r["backend"] not in TORCH_BASELINES.values()}
+               for r in e["results"] if r["backend"] not in BASELINE_NAMES}
     shown = sorted({i for (i, _), d in derived.items() if d["speedup_vs_torch"]})
     entries = [record["cases"][i] for i in shown]
     names = sorted({n for (i, n), d in derived.items() if d["speedup_vs_torch"]})

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
-from .backends import REFERENCE, TORCH_BASELINES
+from .backends import BASELINE_NAMES, CHALLENGER_FAMILIES, REFERENCE, baseline_name
 from .grid import Case
 from .intervals import ratio_interval, verdict
 from .runner import FORMAT
@@ -77,9 +77,15 @@ def rounds_of(row: Optional[dict]) -> Optional[list]:
     return row["time"].get("rounds")
 
 
+def baseline_row(entry: dict, device: str) -> Optional[dict]:
+    """The row a speedup on `device` divides: PyTorch's layer, or the torch.nn model for a model case."""
+    kind = entry["case"].get("kind", "layer")
+    return find_row(entry, baseline_name(kind, device) or "", device)
+
+
 def speedup_interval(entry: dict, row: dict) -> Optional[tuple[float, float]]:
     """95% bootstrap interval of the speedup over PyTorch on the row's device (intervals.py)."""
-    baseline = find_row(entry, TORCH_BASELINES.get(row["device"], ""), row["device"])
+    baseline = baseline_row(entry, row["device"])
     base, ours = rounds_of(baseline), rounds_of(row)
     if not base or not ours or baseline is row:
         return None
@@ -89,20 +95,22 @@ def speedup_interval(entry: dict, row: dict) -> Optional[tuple[float, float]]:
 def derive(entry: dict, row: dict, record: Optional[dict] = None) -> dict:
     """speedup over PyTorch on the row's device with its 95% interval, the verdict against the case's
     target, GFLOP/s, microseconds per time step, share of the measured GEMM floor and of the device's
-    peak GEMM rate (needs `record`); None where missing."""
+    peak GEMM rate (needs `record`); None where missing. A model case has no GFLOP/s, floor or peak
+    share: a training step there also holds the embedding, the loss and the optimizer."""
     case = Case.from_dict(entry["case"])
     t = median(row)
-    base = median(find_row(entry, TORCH_BASELINES.get(row["device"], ""), row["device"]))
+    base = median(baseline_row(entry, row["device"]))
     floor = floor_time(entry, row["device"])
     peak = peak_gflops(record, row["device"], case.dtype)
+    per_layer = case.kind != "model"
     if t is None or t <= 0:
         return {"speedup_vs_torch": None, "speedup_ci95": None, "target_met": None, "gflops": None,
                 "us_per_step": None, "floor_share": None, "peak_share": None}
-    gflops = case.flops / t / 1e9
+    gflops = case.flops / t / 1e9 if per_layer else None
     speedup = base / t if base else None
     ci = speedup_interval(entry, row) if speedup else None
-    held = case.target is not None and row["device"] == "cpu" and row.get("backend") not in (
-        TORCH_BASELINES["cpu"], REFERENCE)
+    held = (case.target is not None and row["device"] == "cpu"
+            and row.get("backend") not in BASELINE_NAMES | {REFERENCE})
     return {
         "speedup_vs_torch": speedup,
         "speedup_ci95": list(ci) if ci else None,
@@ -110,7 +118,7 @@ def derive(entry: dict, row: dict, record: Optional[dict] = None) -> dict:
         "gflops": gflops,
         "us_per_step": t / case.T * 1e6,
         "floor_share": floor / t if floor else None,
-        "peak_share": gflops / peak if peak else None,
+        "peak_share": gflops / peak if peak and gflops else None,
     }
 
 
@@ -261,7 +269,11 @@ def describe_method(record: dict) -> list[str]:
             "float64 NumPy reference (relative error max|a−b|/max|b| per tensor at most "
             + ", ".join(f"{v:g} in {k}" for k, v in check.get("tolerance", {}).items())
             + f"; on the first steps only when the case exceeds {check.get('flop_budget', 0):.0e} "
-            "FLOPs); one that fails is reported and not timed.")
+            "FLOPs); one that fails is reported and not timed."
+            + (" Model cases: both contestants run the model in float64 and are compared with the "
+               "torch.nn model in float64 (logits, state, loss and every gradient, at most "
+               f"{check['model_tolerance_float64']:g})." if check.get("model_tolerance_float64")
+               and any(e["case"].get("kind") == "model" for e in record.get("cases", [])) else ""))
     peaks = [p for p in record.get("peak_gemm", []) if "gflops" in p]
     if peaks:
         lines.append("- **Peak GEMM rate** (one large matrix product, fastest sample): " + "; ".join(
@@ -278,6 +290,12 @@ HOW_TO_READ = """## How to read this
   initial-state and every weight gradient); *inference* = the forward in evaluation mode; *step* = the
   LSTMCell/GRUCell/RNNCell module called once per time step, T times (streaming use). Shapes are
   (T, N, H): sequence length, batch size, hidden size, with input size I = H; or (T, N, I, H).
+- A **char-LM** case times a whole model, the character-level LSTM language model (embedding I,
+  2-layer LSTM of hidden size H, linear read-out) on (T, N) characters: *training* = one training step
+  (forward, cross-entropy, backward, gradient clipping, Adam step), *inference* = the eval-mode forward.
+  Its contestants are **torch.nn-cpu** (the plain model, the baseline) and **fastrnn.torch-cpu** (the
+  same model after `fastrnn.torch.convert`), and -cuda twins on a GPU; GFLOP/s and the GEMM floor are
+  not given for it.
 - **Speedup** = PyTorch's time / fastrnn's time on the same device: above 1.00x fastrnn is faster.
   Times are medians over all rounds' samples. The **95% interval** comes from resampling the rounds and
   their samples (bootstrap): if the run were repeated on this machine, the speedup would most likely
@@ -322,18 +340,19 @@ def results_table(record: dict) -> str:
 
 
 def target_rows(record: dict) -> list[dict]:
-    """Each fastrnn CPU backend (not the reference) on each case that has a target."""
+    """Each fastrnn CPU backend (not the reference) on each case that has a target, and the converted
+    model on a model case that has one."""
     found = []
     for entry in record["cases"]:
         case = Case.from_dict(entry["case"])
         if case.target is None:
             continue
-        torch_t = median(find_row(entry, TORCH_BASELINES["cpu"], "cpu"))
+        torch_t = median(baseline_row(entry, "cpu"))
         floor = floor_time(entry, "cpu")
         for row in entry["results"]:
-            if row["device"] != "cpu" or row["backend"] in (TORCH_BASELINES["cpu"], REFERENCE):
+            if row["device"] != "cpu" or row["backend"] in BASELINE_NAMES | {REFERENCE}:
                 continue
-            if row["status"] == "unavailable" or row.get("family", "fastrnn") != "fastrnn":
+            if row["status"] == "unavailable" or row.get("family", "fastrnn") not in CHALLENGER_FAMILIES:
                 continue
             d = derive(entry, row, record)
             found.append({"label": entry["label"], "backend": row["backend"], "target": case.target,

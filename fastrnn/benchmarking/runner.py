@@ -2,10 +2,12 @@
 
 Order of a run: one worker computes the float64 reference of every case; then, round after round, one
 fresh worker per contestant (the GEMM floor of each device counting as one) runs every case and exits
-before the next starts. The first round checks each contestant against the reference before timing
-it; a contestant that fails a case's check (or errors) is not run on that case again. The order of the
-contestants rotates from round to round, so a slow spell of the machine does not always fall on the
-same one.
+before the next starts. Each contestant runs only the cases of the kinds it takes
+(backends.Contestant.runs: the layer contestants and the GEMM floor the layer and step cases, the
+char-LM pair the model cases). The first round checks each contestant against the reference before
+timing it; a contestant that fails a case's check (or errors) is not run on that case again. The
+order of the contestants rotates from round to round, so a slow spell of the machine does not always
+fall on the same one.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from . import backends as bk
-from .check import CHECK_FLOP_BUDGET, MIN_CHECK_T, TOLERANCE
+from .check import CHECK_FLOP_BUDGET, MIN_CHECK_T, MODEL_TOLERANCE, TOLERANCE
 from .cost import CostModel, Job
 from .grid import Case
 from .machine import cpu_busy_s, load_average, machine_record, own_cpu_s
@@ -71,12 +73,19 @@ def launch_in_process(job: dict, on_line: Callable[[dict], None]) -> tuple[int, 
 
 def plan_jobs(cases: Sequence[Case], units: Sequence[bk.Contestant], rounds: int,
               check: bool) -> list[Job]:
-    """The reference job (when checking), then each round's jobs, the units' order rotating."""
-    jobs = [Job("reference", "cpu", list(cases), -1)] if check else []
+    """The reference job (when checking), then each round's jobs, the units' order rotating. A unit gets
+    the cases of the kinds it runs; one that runs none of them gets no job, nor does the reference of a
+    case no unit runs."""
+    jobs = []
+    referenced = [c for c in cases if any(u.runs(c) for u in units)]
+    if check and referenced:
+        jobs.append(Job("reference", "cpu", referenced, -1))
     for r in range(rounds):
         for j in range(len(units)):
             u = units[(j + r) % len(units)]
-            jobs.append(Job(u.name, u.device, list(cases), r, check=check and r == 0))
+            own = [c for c in cases if u.runs(c)]
+            if own:
+                jobs.append(Job(u.name, u.device, own, r, check=check and r == 0))
     return jobs
 
 
@@ -155,7 +164,7 @@ def run_benchmarks(cases: Sequence[Case], contestants: Sequence[bk.Contestant], 
     """Measure `cases` on `contestants` in `rounds` rounds of worker processes; the JSON record."""
     available = [c for c in contestants if c.available]
     devices = sorted({c.device for c in available})
-    floors = [bk.floor_contestant(d) for d in devices]
+    floors = [f for f in (bk.floor_contestant(d) for d in devices) if any(f.runs(c) for c in cases)]
     # The GEMM floor goes first: cheap, and timed with the same threads as the contestants, it shows
     # the cost model early how fast this machine is.
     units = [f for f in floors if f.available] + available
@@ -288,7 +297,7 @@ def _record(cases, contestants, floors, collector, machine, budget, rounds, thre
         ref = collector.reference.get(case.key, {})
         entry = {"case": case.to_dict(), "label": case.label, "key": case.key, "flops": case.flops,
                  "check_T": ref.get("check_T"), "floors": {}, "results": []}
-        for c in contestants:
+        for c in (c for c in contestants if c.runs(case)):
             row = {"backend": c.name, "device": c.device, "family": c.family, "status": "ok",
                    "time": None, "check": None, "error": None}
             entry["results"].append(row)
@@ -324,7 +333,8 @@ def _record(cases, contestants, floors, collector, machine, budget, rounds, thre
                        "cuda": "CUDA events around whole calls"},
             "tf32": tf32_note() if "cuda" in devices else "n/a (no GPU)",
             "check": {"flop_budget": CHECK_FLOP_BUDGET, "min_T": MIN_CHECK_T,
-                      "tolerance": TOLERANCE, "enabled": check},
+                      "tolerance": TOLERANCE, "model_tolerance_float64": MODEL_TOLERANCE,
+                      "enabled": check},
         },
         "contestants": [dict(c.to_dict(), threads=collector.threads.get(c.name))
                         for c in contestants],

@@ -12,8 +12,9 @@ def short_summary(record: dict, report_path, other_paths: Sequence = ()) -> str:
     ran = [c["name"] for c in record.get("contestants", []) if c.get("available")]
     commit = (m.get("git", {}).get("commit") or "no commit")[:12]
     wall = m.get("wall_s")
-    lines = [f"fastrnn bench: {len(record.get('cases', []))} cases x {', '.join(ran)} (and the GEMM "
-             f"floor), {s.get('rounds', '?')} rounds, each contestant in its own process, "
+    floor = " (and the GEMM floor)" if record.get("floors", True) else ""
+    lines = [f"fastrnn bench: {len(record.get('cases', []))} cases x {', '.join(ran)}{floor}, "
+             f"{s.get('rounds', '?')} rounds, each contestant in its own process, "
              f"{s.get('threads', '?')} thread{'' if s.get('threads') == 1 else 's'}; "
              f"{cpu.get('model', '?')}, commit {commit}"
              + (f"; {wall:.0f} s" if wall else "")]
@@ -24,8 +25,10 @@ def short_summary(record: dict, report_path, other_paths: Sequence = ()) -> str:
     if rows:
         lines.append("Speedup over PyTorch (CPU), 95% interval, target, met:")
         width = max(len(r["label"]) for r in rows)
+        backend_width = max(6, *(len(r["backend"]) for r in rows))
         for r in rows:
-            lines.append(f"  {r['label']:{width}s}  {r['backend']:6s} {fmt_x(r['speedup']):>7s}  "
+            lines.append(f"  {r['label']:{width}s}  {r['backend']:{backend_width}s} "
+                         f"{fmt_x(r['speedup']):>7s}  "
                          f"[{fmt_ci(r['ci'])}]  >= {r['target']:g}x  {r['met'] or '—'}")
         counts = {v: sum(r["met"] == v for r in rows) for v in ("yes", "no", "unstable")}
         lines.append("Targets: " + ", ".join(f"{n} {v}" for v, n in counts.items()))

@@ -103,11 +103,20 @@ def run_contestant(job: dict, emit: Emit) -> None:
         emit({"event": "peak_gemm", "result": found})
 
 
+def _loads_torch(job: dict) -> bool:
+    """Whether the job will use PyTorch: a PyTorch contestant, or a reference with model cases."""
+    from .backends import TORCH_FAMILIES
+
+    if job["role"] == "reference":
+        return any(d.get("kind") == "model" for d in job["cases"])
+    return job.get("contestant", {}).get("family") in TORCH_FAMILIES
+
+
 def run_job(job: dict, emit: Emit) -> None:
     """Everything a worker does, callable in-process (the tests do)."""
     from .threads import apply_in_process, read_back
 
-    if job.get("contestant", {}).get("family") == "torch":
+    if _loads_torch(job):
         import torch  # noqa: F401  (loaded before its threads are set)
     apply_in_process(job["threads"])
     if job["role"] == "reference":

@@ -10,7 +10,8 @@ can be checked against the NumPy reference. A Workload is one contestant bound t
     timer()                                          how to time fn on this device
 
 FAMILIES maps a contestant's family (backends.Contestant.family) to its Workload class; a new kind of
-contestant is one class here and one entry there.
+contestant is one class here and one entry there. The char-LM model cases' workload lives in
+model_workloads.py (it needs PyTorch, loaded only by the workers that run it).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from .timing import CudaEventTimer, HostTimer, Timer
 class Problem:
     case: Case
     params: dict            # PyTorch names -> arrays of the case's dtype
-    x: np.ndarray           # (T, N, I)
+    x: np.ndarray           # (T, N, I); for a model case the (T + 1, N) character ids
     dout: np.ndarray        # (T, N, H): gradient of `out` for training cases
     h0: np.ndarray          # (N, H) initial state of step cases (layers start from zeros)
     c0: np.ndarray          # (N, H)
@@ -45,7 +46,12 @@ def param_names(case: Case) -> list[str]:
 def make_problem(case: Case, seed: int = 0) -> Problem:
     """Deterministic data for `case`: PyTorch's default init U(-1/sqrt(H), 1/sqrt(H)) for the
     weights, U(-1, 1) inputs, standard normal output gradients. The parameters depend on the seed and
-    the sizes but not on T, so a shorter problem for the reference check shares the weights."""
+    the sizes but not on T, so a shorter problem for the reference check shares the weights. A model
+    case's problem is model_workloads.make_char_lm_problem's."""
+    if case.kind == "model":
+        from .model_workloads import make_char_lm_problem
+
+        return make_char_lm_problem(case, seed)
     dtype = np.dtype(case.dtype)
     rng = np.random.default_rng([seed, case.N, case.I, case.H])
     shapes = CELLS[case.cell].weight_shapes(case.I, case.H)
@@ -176,7 +182,12 @@ class FastrnnWorkload(Workload):
 
 
 def reference_outputs(problem: Problem) -> dict:
-    """The NumPy reference in float64 on the problem's (possibly float32) data: the oracle."""
+    """The NumPy reference in float64 on the problem's (possibly float32) data: the oracle. For a model
+    case, the torch.nn model in float64 (model_workloads.char_lm_reference_outputs)."""
+    if problem.case.kind == "model":
+        from .model_workloads import char_lm_reference_outputs
+
+        return char_lm_reference_outputs(problem)
     return FastrnnWorkload(problem.case, problem.params, REFERENCE, "cpu",
                            dtype="float64").outputs(_as_float64(problem))
 
@@ -204,7 +215,24 @@ def configure_torch_cuda() -> None:
     torch.backends.cudnn.allow_tf32 = False
 
 
-class TorchWorkload(Workload):
+class TorchDeviceWorkload(Workload):
+    """A workload computed by PyTorch on self.device: CUDA events on a GPU, the host clock on the CPU."""
+
+    device = "cpu"
+
+    def timer(self) -> Timer:
+        if self.device == "cuda":
+            return CudaEventTimer("torch")
+        return HostTimer()
+
+    def sync(self) -> None:
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+
+
+class TorchWorkload(TorchDeviceWorkload):
     """torch.nn.LSTM / GRU / RNN (or the *Cell) with the same weights; autograd for training.
 
     Training: forward with explicit initial states that require grad (so dh0 is computed, as fastrnn
@@ -237,15 +265,6 @@ class TorchWorkload(Workload):
 
     def _host(self, t):
         return t.detach().to("cpu", self.torch.float64).numpy()
-
-    def timer(self) -> Timer:
-        if self.device == "cuda":
-            return CudaEventTimer("torch")
-        return HostTimer()
-
-    def sync(self) -> None:
-        if self.device == "cuda":
-            self.torch.cuda.synchronize()
 
     def _zero_state(self, requires_grad):
         N, H = self.case.N, self.case.H
@@ -341,10 +360,18 @@ class GemmFloorWorkload(Workload):
         return self._timer
 
 
+def char_lm_workload(case: Case, params: dict, device: str, converted: bool) -> Workload:
+    from .model_workloads import CharLMWorkload
+
+    return CharLMWorkload(case, params, device, converted)
+
+
 FAMILIES = {
     "fastrnn": lambda case, params, c: FastrnnWorkload(case, params, c.name, c.device),
     "torch": lambda case, params, c: TorchWorkload(case, params, c.device),
     "gemm-floor": lambda case, params, c: GemmFloorWorkload(case, params, c.device),
+    "torch-model": lambda case, params, c: char_lm_workload(case, params, c.device, False),
+    "fastrnn-torch-model": lambda case, params, c: char_lm_workload(case, params, c.device, True),
 }
 
 

@@ -93,6 +93,35 @@ def char_lm(vocab_size: int, *, embedding: int = 64, hidden: int = 256, num_laye
     return convert(model) if fast else model
 
 
+def char_lm_loss(logits, targets):
+    """Mean cross-entropy per character of a CharLM's logits (T, N, V) against targets (T, N).
+
+    Parameters
+    ----------
+    logits : Tensor (T, N, V)
+        The model's scores.
+    targets : LongTensor (T, N)
+        The characters that follow the inputs.
+
+    Inputs
+    ------
+    None : a function; see Parameters.
+
+    Outputs
+    -------
+    loss : Tensor ()
+        The mean cross-entropy, differentiable.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fastrnn.torch.models import char_lm_loss
+    >>> float(char_lm_loss(torch.zeros(2, 1, 4), torch.zeros(2, 1, dtype=torch.long)))  # log(4)
+    1.3862943649291992
+    """
+    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
 def char_lm_train_step(model: CharLM, optimizer, inputs, targets, clip: float = 1.0) -> float:
     """One training step of a CharLM on a batch: cross-entropy of the next character, backward,
     gradient clipping, optimizer step. Returns the loss.
@@ -127,7 +156,7 @@ def char_lm_train_step(model: CharLM, optimizer, inputs, targets, clip: float = 
     """
     optimizer.zero_grad()
     logits, _ = model(inputs)
-    loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+    loss = char_lm_loss(logits, targets)
     loss.backward()
     nn.utils.clip_grad_norm_(model.parameters(), clip)
     optimizer.step()

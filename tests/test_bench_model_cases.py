@@ -1,0 +1,137 @@
+"""The benchmark's model cases: the char-LM, torch.nn against fastrnn.torch.convert. Which contestants run
+them, the runner end to end at a tiny size, the float64 check catching a wrong model, the report's
+rows, the cost model, and their absence without PyTorch. Fast: tiny shapes, one round, in-process
+workers.
+"""
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from fastrnn.benchmarking import backends as bk
+from fastrnn.benchmarking.cost import PRIORS, predict_case_s
+from fastrnn.benchmarking.grid import Case, build_grid, full_grid, model_cases, quick_grid
+from fastrnn.benchmarking.report import markdown_report, targets_table
+from fastrnn.benchmarking.runner import launch_in_process, plan_jobs, run_benchmarks
+from fastrnn.benchmarking.summary import short_summary
+from fastrnn.benchmarking.timing import QUICK, SMOKE
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed")
+
+TRAIN = Case("lstm", "training", 3, 2, 5, 4, kind="model", target=1.2)
+INFER = Case("lstm", "inference", 3, 2, 5, 4, kind="model")
+LAYER = Case("lstm", "inference", 3, 2, 4, 5)
+MODEL_NAMES = (bk.MODEL_BASELINES["cpu"], bk.MODEL_CONVERTED["cpu"])
+
+
+def _contestants(*names):
+    by_name = {c.name: c for c in bk.all_contestants()}
+    return [by_name[n] for n in names]
+
+
+def test_the_grids_hold_the_char_lm_at_the_issues_shape():
+    train, infer = model_cases()
+    assert (train.T, train.N, train.I, train.H, train.kind) == (100, 32, 64, 256, "model")
+    assert train.mode == "training" and train.target == 1.2
+    assert infer.mode == "inference" and infer.target is None
+    assert {train, infer} <= set(quick_grid()) and {train, infer} <= set(full_grid())
+    assert not [c for c in build_grid("quick", cells=["gru"]) if c.kind == "model"]
+    assert train.label == "char-LM training (100,32,64,256)" and train.layers == 2
+    with pytest.raises(ValueError, match="LSTM"):
+        Case("gru", "training", 3, 2, 5, 4, kind="model")
+    assert build_grid("quick", kinds=["model"]) == model_cases()
+    assert all(c.kind != "model" for c in build_grid("full", kinds=["layer", "step"]))
+    with pytest.raises(ValueError, match="unknown kind"):
+        build_grid("quick", kinds=["transformer"])
+
+
+def test_layer_contestants_never_get_model_cases_and_the_reverse():
+    units = [bk.Contestant("numpy", "cpu", "fastrnn", None), bk.floor_contestant("cpu"),
+             bk.Contestant("torch-cpu", "cpu", "torch", None),
+             *(bk.Contestant(n, "cpu", f, None) for n, f in zip(MODEL_NAMES, ("torch-model",
+                                                                               "fastrnn-torch-model")))]
+    jobs = {job.unit: job for job in plan_jobs([TRAIN, LAYER], units, 1, True)}
+    assert jobs["reference"].cases == [TRAIN, LAYER]
+    for name in ("numpy", "gemm-floor-cpu", "torch-cpu"):
+        assert jobs[name].cases == [LAYER]
+    for name in MODEL_NAMES:
+        assert jobs[name].cases == [TRAIN]
+    # a unit with nothing to run gets no job, nor does a case nobody runs get a reference
+    jobs = plan_jobs([TRAIN, LAYER], units[:1], 1, True)
+    assert [(j.unit, j.cases) for j in jobs] == [("reference", [LAYER]), ("numpy", [LAYER])]
+
+
+def test_without_torch_the_model_cases_are_left_out_with_one_line(monkeypatch):
+    monkeypatch.setattr(bk, "torch_reason", lambda device: "torch is not installed")
+    contestants = bk.all_contestants()
+    models = [c for c in contestants if "model" in c.kinds]
+    assert [c.name for c in models] == list(MODEL_NAMES)   # the CUDA pair is absent, not failing
+    assert not any(c.available for c in models)
+    numpy_ = [c for c in contestants if c.name == "numpy"]
+    kept, note = bk.runnable_cases([TRAIN, INFER, LAYER], contestants)
+    assert kept == [LAYER]
+    assert "omitting the 2 model case(s)" in note and "torch is not installed" in note
+    assert "\n" not in note
+    assert bk.runnable_cases([LAYER], numpy_) == ([LAYER], None)
+
+
+def test_cuda_pair_is_listed_only_where_torch_sees_a_gpu(monkeypatch):
+    monkeypatch.setattr(bk, "torch_reason", lambda device: None)
+    names = {c.name for c in bk.all_contestants()}
+    assert {bk.MODEL_BASELINES["cuda"], bk.MODEL_CONVERTED["cuda"]} <= names
+    monkeypatch.setattr(bk, "torch_reason", lambda device: None if device == "cpu" else "no CUDA")
+    names = {c.name for c in bk.all_contestants()}
+    assert not names & {bk.MODEL_BASELINES["cuda"], bk.MODEL_CONVERTED["cuda"]}
+
+
+def test_the_cost_model_prices_a_model_case_above_its_first_layer():
+    train, _ = model_cases()
+    first_layer = Case("lstm", "training", train.T, train.N, train.I, train.H)
+    for name in MODEL_NAMES:
+        model_s = predict_case_s(PRIORS[name], train, QUICK, check=True)
+        assert predict_case_s(PRIORS[name], first_layer, QUICK, check=True) < model_s < 10.0
+
+
+@needs_torch
+def test_model_cases_run_end_to_end_with_a_speedup():
+    record = run_benchmarks([TRAIN, INFER], _contestants(*MODEL_NAMES), budget=SMOKE, rounds=1,
+                            threads=1, show_progress=False, launch=launch_in_process)
+    for entry in record["cases"]:
+        assert entry["floors"] == {}
+        rows = {r["backend"]: r for r in entry["results"]}
+        assert set(rows) == set(MODEL_NAMES)
+        for row in rows.values():
+            assert row["status"] == "ok", row["error"]
+            assert row["check"]["passed"] and row["check"]["tolerance"] == 1e-10
+        ours = rows[bk.MODEL_CONVERTED["cpu"]]
+        from fastrnn.benchmarking.report import derive
+
+        d = derive(entry, ours, record)
+        assert d["speedup_vs_torch"] > 0 and d["gflops"] is None and d["floor_share"] is None
+    table = targets_table(record)
+    assert "| char-LM training (3,2,5,4) | fastrnn.torch-cpu |" in table and ">= 1.2x" in table
+    assert "char-LM inference" not in table
+    assert "char-LM training (3,2,5,4)  fastrnn.torch-cpu" in short_summary(record, "report.md")
+    report = markdown_report(record)
+    assert "| char-LM inference (3,2,5,4) | fastrnn.torch-cpu |" in report
+    assert "compared with the torch.nn model in float64" in report
+
+
+@needs_torch
+def test_the_float64_check_catches_a_wrong_converted_model(monkeypatch):
+    from fastrnn.benchmarking import model_workloads
+
+    def wrong_convert(model):
+        converted = model_workloads.convert(model)
+        with model_workloads.torch.no_grad():
+            converted.head.bias.add_(1e-6)
+        return converted
+
+    monkeypatch.setattr(model_workloads, "convert_model", wrong_convert)
+    record = run_benchmarks([INFER], _contestants(bk.MODEL_CONVERTED["cpu"]), budget=SMOKE,
+                            rounds=1, threads=1, show_progress=False, launch=launch_in_process)
+    row = record["cases"][0]["results"][0]
+    assert row["status"] == "check_failed" and row["time"] is None
+    assert "differs from the reference" in row["error"] and "not timed" in row["error"]
