@@ -53,9 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--compare", nargs="+", metavar="JSON",
                        help="compare records instead of measuring: the first against each other "
                             "(files that are not bench records are skipped with a note)")
+    from .benchmarking.timing import ROUNDS
+
     bench.add_argument("--rounds", type=int, metavar="N",
                        help="rounds: each contestant is timed once per round in a fresh process "
-                            "(default 3 quick, 5 full)")
+                            f"(default {ROUNDS['quick']} quick, {ROUNDS['full']} full)")
     bench.add_argument("--threads", type=int, metavar="N",
                        help="threads for every library of every contestant (default: all usable "
                             "CPUs)")
