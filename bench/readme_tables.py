@@ -6,7 +6,8 @@ With one record: a line naming the machine, CPU model, threads, rounds and commi
 the cases with targets (PyTorch time, fastrnn time, speedup with its 95% interval, target, met). With
 several (two runs of the same grid, say): one such line per record and one table with each record's
 speedup, interval and verdict side by side. A record with the char-LM model case also gives its row
-(torch.nn against the model converted by fastrnn.torch.convert, which runs that backend). The text
+(torch.nn against the model converted by fastrnn.torch.convert, which computes with fastrnn's
+automatic backend choice for the CPU: numba wherever it imports). The text
 replaces what lies between the README's markers (BEGIN_MARKER / END_MARKER); nothing else in the file
 changes. --check exits 1, writing nothing, when
 the README is not what the records give (for CI).

@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     size.add_argument("--quick", dest="preset", action="store_const", const="quick",
                       help="the quick grid (default): the cases with published targets, an "
                            "LSTM batch sweep and the char-LM model cases (torch.nn against "
-                           "fastrnn.torch.convert); about five minutes on two cores")
+                           "fastrnn.torch.convert); about seven minutes on two cores")
     size.add_argument("--full", dest="preset", action="store_const", const="full",
                       help="the full DeepBench-style grid: H in {256,512,1024}, N in {1,4,16,32,64}, "
                            "T in {25,100}, training and inference, and the char-LM model cases")

@@ -1,6 +1,8 @@
 """Bench records with numbers we choose, for testing the report, the plots and the README tables."""
 from __future__ import annotations
 
+import copy
+
 from fastrnn.benchmarking.grid import Case
 from fastrnn.benchmarking.runner import FORMAT
 from fastrnn.benchmarking.timing import Stats
@@ -37,8 +39,9 @@ def case_entry(case, rows, floors):
 
 
 def fake_record(entries, gpus=()):
-    machine = dict(MACHINE, gpus=[{"name": g, "driver": "550.0", "memory": "80 GiB",
-                                   "compute_capability": "9.0"} for g in gpus])
+    machine = copy.deepcopy(MACHINE)   # a test may edit its record's machine; never the shared one
+    machine["gpus"] = [{"name": g, "driver": "550.0", "memory": "80 GiB", "compute_capability": "9.0"}
+                       for g in gpus]
     return {"format": FORMAT, "format_version": 2, "grid": "custom", "machine": machine,
             "settings": {"isolation": "process", "rounds": 3, "threads": 2,
                          "budget": {"warmup": 1, "min_repeats": 5, "max_repeats": 50},

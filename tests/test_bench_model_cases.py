@@ -135,3 +135,50 @@ def test_the_float64_check_catches_a_wrong_converted_model(monkeypatch):
     row = record["cases"][0]["results"][0]
     assert row["status"] == "check_failed" and row["time"] is None
     assert "differs from the reference" in row["error"] and "not timed" in row["error"]
+
+
+@needs_torch
+def test_the_float64_check_catches_wrong_lstm_gradients_in_training(monkeypatch):
+    """A converted model whose LSTM forward is right but whose weight gradients are not."""
+    from fastrnn.benchmarking import model_workloads
+
+    def wrong_backward_convert(model):
+        converted = model_workloads.convert(model)
+        converted.lstm.weight_hh_l0.register_hook(lambda grad: grad * (1 + 1e-6))
+        return converted
+
+    monkeypatch.setattr(model_workloads, "convert_model", wrong_backward_convert)
+    record = run_benchmarks([TRAIN], _contestants(bk.MODEL_CONVERTED["cpu"]), budget=SMOKE,
+                            rounds=1, threads=1, show_progress=False, launch=launch_in_process)
+    row = record["cases"][0]["results"][0]
+    assert row["status"] == "check_failed" and row["time"] is None
+    assert "weight_hh_l0" in row["error"]
+
+
+@needs_torch
+def test_a_convert_that_converts_nothing_is_refused(monkeypatch):
+    from fastrnn.benchmarking import model_workloads
+
+    monkeypatch.setattr(model_workloads, "convert_model", lambda model: model)
+    record = run_benchmarks([INFER], _contestants(bk.MODEL_CONVERTED["cpu"]), budget=SMOKE,
+                            rounds=1, threads=1, show_progress=False, launch=launch_in_process)
+    row = record["cases"][0]["results"][0]
+    assert row["time"] is None and "left no fastrnn module" in row["error"]
+
+
+def test_the_cuda_converted_model_needs_a_fastrnn_cuda_backend(monkeypatch):
+    """A GPU machine with CUDA torch but no CuPy: torch.nn-cuda is timed, fastrnn.torch-cuda is
+    unavailable with the reason (not an error row that fails the run)."""
+    def no_cuda_backend(backend, device, cell=None):
+        if device == "cuda":
+            raise bk.dispatch.BackendUnavailableError("cupy: not installed")
+        return "numba"
+
+    monkeypatch.setattr(bk, "cuda_model_pair_wanted", lambda: True)
+    monkeypatch.setattr(bk, "torch_reason", lambda device: None)
+    monkeypatch.setattr(bk.dispatch, "resolve", no_cuda_backend)
+    converted = bk.model_contestant("fastrnn-torch-model", "cuda")
+    assert bk.model_contestant("torch-model", "cuda").available
+    assert bk.model_contestant("fastrnn-torch-model", "cpu").available
+    assert not converted.available
+    assert "fastrnn has no cuda backend for the LSTM: cupy: not installed" in converted.reason

@@ -107,7 +107,22 @@ def model_contestant(family: str, device: str) -> Optional[Contestant]:
     if device == "cuda" and not cuda_model_pair_wanted():
         return None
     names = MODEL_BASELINES if family == "torch-model" else MODEL_CONVERTED
-    return Contestant(names[device], device, family, torch_reason(device))
+    reason = torch_reason(device)
+    if reason is None and family != "torch-model":
+        reason = fastrnn_backend_reason(device)
+    return Contestant(names[device], device, family, reason)
+
+
+def fastrnn_backend_reason(device: str) -> Optional[str]:
+    """None when fastrnn has a backend for the char-LM's LSTM on `device` (what a converted model
+    computes with), else why not (a GPU machine with CUDA torch but without CuPy has none)."""
+    from ..cells import CELLS
+
+    try:
+        dispatch.resolve(None, device, CELLS["lstm"])
+    except dispatch.BackendUnavailableError as exc:
+        return f"fastrnn has no {device} backend for the LSTM: {exc}"
+    return None
 
 
 # Contestants beyond the registry and PyTorch's layers: () -> Contestant or None (not listed here),

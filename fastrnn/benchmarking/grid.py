@@ -185,8 +185,8 @@ def quick_grid(dtype: str = "float32") -> list[Case]:
     """The cases with targets plus a batch sweep of the LSTM at H=256 (for the throughput chart), and
     the char-LM model cases.
 
-    Sized to finish in about five minutes on two idle cores with numpy, numba, PyTorch and the GEMM
-    floor in 3 rounds."""
+    Sized to finish in about seven minutes on two idle cores (numpy, numba, PyTorch, the GEMM floor
+    and the char-LM pair, timing.ROUNDS["quick"] rounds: 412 s measured on 2026-12-02)."""
     sweep = [Case("lstm", mode, 100, n, 256, 256, dtype)
              for mode in MODES for n in (1, 4, 16, 64)]
     return _unique(target_cases(dtype) + sweep + model_cases(dtype))

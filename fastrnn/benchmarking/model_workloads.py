@@ -15,12 +15,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..torch import convert
+from ..torch import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, convert
 from ..torch.models import CharLM, char_lm_loss, char_lm_train_step
 from .grid import CHAR_LM_LAYERS, CHAR_LM_VOCAB, Case
 from .workloads import Problem, TorchDeviceWorkload, configure_torch_cuda
 
 LEARNING_RATE = 1e-3   # Adam's, as in bench/char_lm_speed.py
+
+FASTRNN_MODULES = (LSTM, GRU, RNN, LSTMCell, GRUCell, RNNCell)
 
 # The hook that turns the torch.nn model into the fastrnn one (a test replaces it with a wrong one).
 convert_model = convert
@@ -73,7 +75,13 @@ class CharLMWorkload(TorchDeviceWorkload):
         model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v))
                                for k, v in self.params.items()})
         model = model.to(device=self.tdevice, dtype=dtype)
-        return convert_model(model) if self.converted else model
+        if not self.converted:
+            return model
+        model = convert_model(model)
+        if not any(isinstance(m, FASTRNN_MODULES) for m in model.modules()):
+            raise RuntimeError("fastrnn.torch.convert left no fastrnn module in the char-LM: the "
+                               "'converted' contestant would time torch.nn against itself")
+        return model
 
     def tokens(self, problem: Problem) -> tuple:
         ids = torch.from_numpy(np.ascontiguousarray(problem.x)).to(self.tdevice)

@@ -2,8 +2,11 @@
 step s, and what an idle row leaves behind.
 
 Row n of a batch with lengths L runs while s < L[n]; forward in time it visits t = s, in reverse
-t = L[n]-1-s. Once idle (s >= L[n]) it is visited once more at t = s, where every per-step output
-is zero (so that the whole-sequence GEMMs over all T*N rows read finite zeros there).
+t = L[n]-1-s. At every loop step s >= L[n] (idle) it is visited at t = s, where every per-step
+output is zero (so that the whole-sequence GEMMs over all T*N rows read finite zeros there).
+
+These are compiled into the cells' kernels: Numba's disk cache notices a change to a kernel's own
+file only, so after editing this file (or _math.py, _blas.py) delete fastrnn/cpu/__pycache__/*.nb*.
 """
 from __future__ import annotations
 
@@ -25,8 +28,8 @@ def visited_time(s, length, reverse):
 
 @njit(**_JIT)
 def clear_idle_forward(s, n, training, out, cache_a, cache_b):
-    """An idle row n at loop step s: out[s, n] = 0 and, when training, the cell's two per-step
-    caches (T, N, H) at (s, n) too (a cell with one cache passes it twice)."""
+    """An idle row n at loop step s: out (T, N, H)[s, n] = 0 and, when training, the cell's two
+    per-step caches (T, N, H) at (s, n) too (a cell with one cache passes it twice)."""
     zero = out.dtype.type(0)
     out[s, n, :] = zero
     if training:
@@ -37,6 +40,9 @@ def clear_idle_forward(s, n, training, out, cache_a, cache_b):
 @njit(**_JIT)
 def backward_row_start(s, n, length, reverse, pending, accumulate, dh, dh_rec, dg_step, dgates):
     """The preamble of backward loop step s for row n; returns the time step it visits, or -1.
+
+    dh, dh_rec (N, H); dg_step (N, G) the step's gradients for the recurrent GEMM; dgates
+    (T, N, G') all steps' gradients in time order (G' >= G: GRU keeps one more block).
 
     When `pending` and the row was active at step s+1, the previous step's GEMM result dh_rec[n]
     is first moved into dh[n] (added when `accumulate`: a cell whose dh_prev also has a direct term).

@@ -37,7 +37,7 @@ def cell_row(g, ghn, bias_x, bias_hn, hn, o_t, hl, keep):
     hn      (H,)   the state, read and overwritten with the new one;  o_t (H,) written with it too
                    (distinct from hn: see lstm.cell_row).
     hl      (H,)   when keep: written with h W_hn^T + b_hn (the cache for backward); else unused.
-    g, ghn and the biases alias nothing.
+    hn, o_t and g (written when keep) alias none of the others.
     """
     literally(keep)
     H = hn.shape[0]
@@ -72,7 +72,6 @@ def forward_step(s, gates, gh, bias_x, bias_hn, h, lengths, reverse, training, o
                         h W_hn^T + b_hn there (0 at idle (t, n)).
     No argument may alias another.
     """
-    H = h.shape[1]
     for n in range(h.shape[0]):
         t = visited_time(s, lengths[n], reverse)
         if t < 0:

@@ -30,11 +30,12 @@ def cell_row(g, ghn, bias, cn, hn, o_t, keep):
 
     g    (4H,)  x-side pre-activations (no bias); when keep, overwritten by the activated
                 i, f, g, o (the cache for backward).
-    ghn  (4H,)  h-side pre-activations;  bias (4H,) b_ih + b_hh.
+    ghn  (4H,)  h-side pre-activations;  bias (4H,) b_ih + b_hh. (The step kernel passes the
+                summed products as g and b_ih, b_hh as ghn and bias: the same sum.)
     cn   (H,)   the cell state, updated in place.
     hn   (H,)   written with the new hidden state;  o_t (H,) written with it too (distinct from hn:
                 a shared one sends LLVM's runtime alias check to the scalar loop).
-    g, ghn, bias and cn alias nothing.
+    cn aliases nothing; g (written when keep) aliases none of the others.
     """
     literally(keep)
     H = cn.shape[0]
@@ -70,7 +71,6 @@ def forward_step(s, gates, gh, bias, h, c, lengths, reverse, training, out, h_pr
                         0 at idle (t, n) so that the weight-gradient GEMM reads finite zeros.
     No argument may alias another.
     """
-    H = h.shape[1]
     for n in range(h.shape[0]):
         t = visited_time(s, lengths[n], reverse)
         if t < 0:
@@ -79,7 +79,6 @@ def forward_step(s, gates, gh, bias, h, c, lengths, reverse, training, out, h_pr
         if training:
             copy_vector(h_prev[t, n], h[n])
             copy_vector(c_prev[t, n], c[n])
-        if training:
             cell_row(gates[t, n], gh[n], bias, c[n], h[n], out[t, n], True)
         else:
             cell_row(gates[t, n], gh[n], bias, c[n], h[n], out[t, n], False)
@@ -174,7 +173,7 @@ def step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out):
     """
     N = x.shape[0]
     G, H = w_hh.shape
-    buf = np.empty((N + 1, G), x.dtype)
+    buf = np.empty((N + 1, G), h.dtype)
     pre = buf[:N]
     spare = buf[N, :H]    # cell_row's second destination: were it h_out again, the two would
     #                       alias and LLVM's runtime alias check would take the scalar loop

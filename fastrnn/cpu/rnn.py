@@ -29,7 +29,9 @@ def cell_row(g, ghn, bias, use_relu, hn, o_t, keep):
 
     g     (H,)  x-side pre-activations (no bias); when keep, overwritten by h_t (the activation's
                 output is all backward needs).
-    ghn   (H,)  h-side pre-activations;  bias (H,) b_ih + b_hh.
+    ghn   (H,)  h-side pre-activations;  bias (H,) b_ih + b_hh (the step kernel passes the summed
+                products as g and b_ih, b_hh as ghn and bias).
+    use_relu    relu, else tanh;  keep: training (store h_t in g). Both compile-time (literally).
     hn    (H,)  written with the new state;  o_t (H,) written with it too (distinct from hn and
                 g: see lstm.cell_row).
     """
@@ -58,7 +60,6 @@ def forward_step(s, gates, gh, bias, use_relu, h, lengths, reverse, training, ou
     h_prev  (T, N, H) when training, else (0, 0, 0): the state each (t, n) started from (0 at idle).
     No argument may alias another.
     """
-    H = h.shape[1]
     for n in range(h.shape[0]):
         t = visited_time(s, lengths[n], reverse)
         if t < 0:
