@@ -4,9 +4,10 @@ model after fastrnn.torch.convert, on the same weights and characters.
 What is timed is what bench/char_lm_speed.py times: in "training" mode one
 fastrnn.torch.models.char_lm_train_step (forward, cross-entropy, backward, gradient clipping, Adam
 step), in "inference" mode the eval-mode forward under torch.no_grad(). The check before timing runs
-the model in float64 (whatever the case's dtype) and compares its logits, final state, loss and, for
-training, every parameter gradient with the torch.nn model's in float64, within
-numerics.TORCH_PARITY["float64"]: the converted model has to compute what torch.nn computes.
+the model in float64 and compares its logits, final state, loss and, for training, every parameter
+gradient with the torch.nn model's in float64, within numerics.TORCH_PARITY["float64"] (the
+converted model has to compute what torch.nn computes); then the same in the case's dtype, the one
+timed, within that dtype's benchmark tolerance (check.py).
 
 This module imports PyTorch; only the workers of the model contestants and the reference load it.
 """
@@ -100,10 +101,10 @@ class CharLMWorkload(TorchDeviceWorkload):
                 return model(inputs)
         return call
 
-    def outputs(self, problem: Problem) -> dict:
-        """The float64 model's logits, final state and loss, and its parameter gradients when
-        training, as float64 host arrays."""
-        model, (inputs, targets) = self.build(torch.float64), self.tokens(problem)
+    def outputs(self, problem: Problem, dtype: str = "float64") -> dict:
+        """The model's logits, final state and loss, and its parameter gradients when training,
+        computed in `dtype` (float64 by default) and returned as float64 host arrays."""
+        model, (inputs, targets) = self.build(getattr(torch, dtype)), self.tokens(problem)
         training = self.case.mode == "training"
         model.train(training)
         with torch.set_grad_enabled(training):

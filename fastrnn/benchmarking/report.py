@@ -272,7 +272,8 @@ def describe_method(record: dict) -> list[str]:
             "FLOPs); one that fails is reported and not timed."
             + (" Model cases: both contestants run the model in float64 and are compared with the "
                "torch.nn model in float64 (logits, state, loss and every gradient, at most "
-               f"{check['model_tolerance_float64']:g})." if check.get("model_tolerance_float64")
+               f"{check['model_tolerance_float64']:g}), then in the timed dtype, within that "
+               "dtype's bound above." if check.get("model_tolerance_float64")
                and any(e["case"].get("kind") == "model" for e in record.get("cases", [])) else ""))
     peaks = [p for p in record.get("peak_gemm", []) if "gflops" in p]
     if peaks:
