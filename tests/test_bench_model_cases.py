@@ -208,3 +208,31 @@ def test_the_check_also_runs_the_timed_dtype(monkeypatch):
     row = record["cases"][0]["results"][0]
     assert row["status"] == "check_failed" and row["time"] is None
     assert "(in float32)" in row["error"]
+
+
+def test_model_cases_are_timed_after_the_model_warm_up():
+    """A whole training step warms up over its first calls (heap growth, optimizer state): model
+    cases get at least MODEL_WARMUP untimed calls, other cases keep the budget's; the cost model and
+    the record say the same."""
+    from dataclasses import replace
+
+    from fastrnn.benchmarking.timing import MODEL_WARMUP, budget_for
+
+    layer = Case("lstm", "training", 3, 2, 5, 4)
+    warm = replace(QUICK, warmup=MODEL_WARMUP)
+    assert QUICK.warmup < MODEL_WARMUP
+    assert budget_for(TRAIN, QUICK) == warm and budget_for(layer, QUICK) == QUICK
+    prior = PRIORS[bk.MODEL_CONVERTED["cpu"]]
+    assert predict_case_s(prior, TRAIN, QUICK, False) == predict_case_s(prior, TRAIN, warm, False)
+    assert predict_case_s(PRIORS["numba"], layer, QUICK, False) < \
+        predict_case_s(PRIORS["numba"], layer, warm, False)
+
+
+@needs_torch
+def test_the_record_and_report_state_the_model_warm_up():
+    from fastrnn.benchmarking.timing import MODEL_WARMUP
+
+    record = run_benchmarks([INFER], _contestants(*MODEL_NAMES), budget=SMOKE, rounds=1, threads=1,
+                            show_progress=False, launch=launch_in_process)
+    assert record["settings"]["model_warmup"] == MODEL_WARMUP
+    assert f"({MODEL_WARMUP + 1} for a model case)" in markdown_report(record)

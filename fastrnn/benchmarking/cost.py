@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 
 from .check import check_steps
 from .grid import Case
-from .timing import Budget
+from .timing import Budget, budget_for
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def timed_calls(t: float, budget: Budget) -> float:
 def predict_case_s(prior: Prior, case: Case, budget: Budget, check: bool) -> float:
     """Wall time of one case in one worker: build, first call, check, warm-up and samples."""
     t = per_call_s(prior, case)
-    wall = BUILD_S + prior.first_call_s + t + timed_calls(t, budget) * t
+    wall = BUILD_S + prior.first_call_s + t + timed_calls(t, budget_for(case, budget)) * t
     if check:
         factor = MODEL_CHECK_FACTOR if case.kind == "model" else 1.0
         wall += factor * t * check_steps(case) / case.T

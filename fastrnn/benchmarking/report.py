@@ -258,7 +258,10 @@ def describe_method(record: dict) -> list[str]:
         how = "All contestants ran in one process (a record made before process isolation)."
     lines = [
         f"- **Method**: {how} In each process, per case: the first call (compilation; reported as "
-        f"*first call*) and {b.get('warmup', 0) + 1} more call(s) are not timed; then "
+        f"*first call*) and {b.get('warmup', 0) + 1} more call(s) are not timed"
+        + (f" ({s['model_warmup'] + 1} for a model case)" if s.get("model_warmup") is not None
+           and any(e["case"].get("kind") == "model" for e in record.get("cases", [])) else "")
+        + "; then "
         f"{b.get('min_repeats', '?')}–{b.get('max_repeats', '?')} timed samples (about "
         f"{b.get('target_s', '?')} s). CPU: {s.get('timing', {}).get('cpu', '?')}; GPU: "
         f"{s.get('timing', {}).get('cuda', '?')}. TF32: {s.get('tf32', '?')}.",

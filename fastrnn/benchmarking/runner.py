@@ -27,7 +27,7 @@ from .cost import CostModel, Job
 from .grid import Case
 from .machine import cpu_busy_s, load_average, machine_record, own_cpu_s
 from .progress import Progress
-from .timing import QUICK, Budget, Stats
+from .timing import MODEL_WARMUP, QUICK, Budget, Stats
 from .worker import run_job
 
 FORMAT = "fastrnn-bench"
@@ -329,6 +329,7 @@ def _record(cases, contestants, floors, collector, machine, budget, rounds, thre
             "rounds": rounds,
             "threads": threads,
             "budget": budget.__dict__.copy(),
+            "model_warmup": max(budget.warmup, MODEL_WARMUP),
             "timing": {"cpu": "time.perf_counter around whole calls",
                        "cuda": "CUDA events around whole calls"},
             "tf32": tf32_note() if "cuda" in devices else "n/a (no GPU)",

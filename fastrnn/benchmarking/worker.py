@@ -57,7 +57,7 @@ def run_reference(job: dict, emit: Emit) -> None:
 def time_case(case, contestant, budget, check: bool, reference_dir) -> dict:
     """Build, first call, check (when asked), samples: one case's line of the protocol."""
     from .check import check_against_reference, failure_text, load_reference
-    from .timing import measure
+    from .timing import budget_for, measure
     from .workloads import make_problem, make_workload
 
     line: dict = {"event": "case", "key": case.key, "status": "ok", "error": None, "check": None}
@@ -77,7 +77,7 @@ def time_case(case, contestant, budget, check: bool, reference_dir) -> dict:
                 line.update(status="check_failed", error=failure_text(verdict))
         line["check_s"] = time.perf_counter() - t_check
         if line["status"] == "ok":
-            line["samples"], line["inner"] = measure(fn, timer, budget)
+            line["samples"], line["inner"] = measure(fn, timer, budget_for(case, budget))
     except Exception as exc:
         line.update(status="error", error=error_text(exc))
     line["wall_s"] = time.perf_counter() - t0
