@@ -31,6 +31,17 @@ def _contestants(*names):
     return [by_name[n] for n in names]
 
 
+def _converted_row_with(monkeypatch, convert_model, case):
+    """The converted contestant's row for `case` when fastrnn.torch.convert is replaced by
+    `convert_model` (one round, in process)."""
+    from fastrnn.benchmarking import model_workloads
+
+    monkeypatch.setattr(model_workloads, "convert_model", convert_model)
+    record = run_benchmarks([case], _contestants(bk.MODEL_CONVERTED["cpu"]), budget=SMOKE,
+                            rounds=1, threads=1, show_progress=False, launch=launch_in_process)
+    return record["cases"][0]["results"][0]
+
+
 def test_the_grids_hold_the_char_lm_at_the_issues_shape():
     train, infer = model_cases()
     assert (train.T, train.N, train.I, train.H, train.kind) == (100, 32, 64, 256, "model")
@@ -135,10 +146,7 @@ def test_the_float64_check_catches_a_wrong_converted_model(monkeypatch):
             converted.head.bias.add_(1e-6)
         return converted
 
-    monkeypatch.setattr(model_workloads, "convert_model", wrong_convert)
-    record = run_benchmarks([INFER], _contestants(bk.MODEL_CONVERTED["cpu"]), budget=SMOKE,
-                            rounds=1, threads=1, show_progress=False, launch=launch_in_process)
-    row = record["cases"][0]["results"][0]
+    row = _converted_row_with(monkeypatch, wrong_convert, INFER)
     assert row["status"] == "check_failed" and row["time"] is None
     assert "differs from the reference" in row["error"] and "not timed" in row["error"]
 
@@ -153,22 +161,14 @@ def test_the_float64_check_catches_wrong_lstm_gradients_in_training(monkeypatch)
         converted.lstm.weight_hh_l0.register_hook(lambda grad: grad * (1 + 1e-6))
         return converted
 
-    monkeypatch.setattr(model_workloads, "convert_model", wrong_backward_convert)
-    record = run_benchmarks([TRAIN], _contestants(bk.MODEL_CONVERTED["cpu"]), budget=SMOKE,
-                            rounds=1, threads=1, show_progress=False, launch=launch_in_process)
-    row = record["cases"][0]["results"][0]
+    row = _converted_row_with(monkeypatch, wrong_backward_convert, TRAIN)
     assert row["status"] == "check_failed" and row["time"] is None
     assert "weight_hh_l0" in row["error"]
 
 
 @needs_torch
 def test_a_convert_that_converts_nothing_is_refused(monkeypatch):
-    from fastrnn.benchmarking import model_workloads
-
-    monkeypatch.setattr(model_workloads, "convert_model", lambda model: model)
-    record = run_benchmarks([INFER], _contestants(bk.MODEL_CONVERTED["cpu"]), budget=SMOKE,
-                            rounds=1, threads=1, show_progress=False, launch=launch_in_process)
-    row = record["cases"][0]["results"][0]
+    row = _converted_row_with(monkeypatch, lambda model: model, INFER)
     assert row["time"] is None and "left no fastrnn module" in row["error"]
 
 
@@ -202,10 +202,7 @@ def test_the_check_also_runs_the_timed_dtype(monkeypatch):
                 converted.head.bias.add_(1e-2)
         return converted
 
-    monkeypatch.setattr(model_workloads, "convert_model", wrong_in_float32)
-    record = run_benchmarks([INFER], _contestants(bk.MODEL_CONVERTED["cpu"]), budget=SMOKE,
-                            rounds=1, threads=1, show_progress=False, launch=launch_in_process)
-    row = record["cases"][0]["results"][0]
+    row = _converted_row_with(monkeypatch, wrong_in_float32, INFER)
     assert row["status"] == "check_failed" and row["time"] is None
     assert "(in float32)" in row["error"]
 
