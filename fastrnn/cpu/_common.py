@@ -95,12 +95,12 @@ def run_backward_loop(step_fn, step_args, w_hh, lengths, reverse, dh, dgates, db
 
 
 def step_biases(weights: LayerWeights, dtype) -> tuple[np.ndarray, np.ndarray]:
-    """(b_ih, b_hh) for the jitted step kernels; without bias, empty arrays stand in (one type for
-    both cases: no recompiles)."""
+    """(b_ih, b_hh) for the jitted step kernels; without bias, zeros of the same (G*H,) shape stand
+    in, so the kernels add them like any bias (one type for both cases: no recompiles)."""
     if weights.has_bias:
         return weights.b_ih, weights.b_hh
-    empty = np.empty(0, dtype=dtype)
-    return empty, empty
+    zeros = np.zeros(weights.w_hh.shape[0], dtype=dtype)
+    return zeros, zeros
 
 
 def transpose(w: np.ndarray) -> np.ndarray:

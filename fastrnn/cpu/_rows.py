@@ -10,7 +10,6 @@ file only, so after editing this file (or _math.py, _blas.py) delete fastrnn/cpu
 """
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 from ._blas import copy_vector
@@ -69,15 +68,4 @@ def add_column_sums(db, rows):
     """db (G,) float64 += rows (G,) (the bias gradient's running sum over (t, n))."""
     for j in range(rows.shape[0]):
         db[j] += rows[j]
-
-
-@njit(**_JIT)
-def step_bias_pair(b_ih, b_hh, size):
-    """The two bias vectors a single-step kernel adds to its summed products: b_ih and b_hh, or
-    two zero vectors where they are empty (no bias). A row body that adds (g + ghn + bias) takes
-    the summed products as g and these as ghn and bias."""
-    if b_ih.shape[0] == size:
-        return b_ih, b_hh
-    zeros = np.zeros(size, b_ih.dtype)
-    return zeros, zeros
 

@@ -20,8 +20,7 @@ from ._common import (SequenceCache, full_lengths, input_gradients, no_cache, pr
                       recurrent_weight_gradient, run_backward_loop, run_forward_loop, step_biases,
                       step_through_forward, transpose)
 from ._math import ftanh, sigmoid
-from ._rows import (add_column_sums, backward_row_start, clear_idle_forward, step_bias_pair,
-                    visited_time)
+from ._rows import add_column_sums, backward_row_start, clear_idle_forward, visited_time
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
@@ -163,7 +162,7 @@ def backward_small(gates, h_prev, hn_lin, w_hh, lengths, reverse, dout, dh, dgat
 @njit(**_JIT)
 def step(x, h, w_ih, w_hh, b_ih, b_hh, h_out):
     """One inference step for at most STEP_BATCH rows: x (N, I), h (N, H), w_ih (3H, I),
-    w_hh (3H, H) in PyTorch layout, b_ih, b_hh (3H,) or empty (no bias); h_out (N, H) written,
+    w_hh (3H, H) in PyTorch layout, b_ih, b_hh (3H,) (zeros without bias); h_out (N, H) written,
     aliasing nothing."""
     N, H = h.shape
     buf = np.empty((2 * N + 2, 3 * H), h.dtype)    # x side, h side, bias_x, spare: one allocation
@@ -173,10 +172,9 @@ def step(x, h, w_ih, w_hh, b_ih, b_hh, h_out):
     spare = buf[2 * N + 1, :H]   # see lstm.step: a second destination that aliases nothing
     small_matmul_nt(x, w_ih, gx, False)
     small_matmul_nt(h, w_hh, gh, False)
-    b_x, b_h = step_bias_pair(b_ih, b_hh, 3 * H)
     for j in range(3 * H):
-        bias_x[j] = b_x[j] + b_h[j] if j < 2 * H else b_x[j]
-    bias_hn = b_h[2 * H:]
+        bias_x[j] = b_ih[j] + b_hh[j] if j < 2 * H else b_ih[j]
+    bias_hn = b_hh[2 * H:]
     for n in range(N):
         copy_vector(h_out[n], h[n])
         cell_row(gx[n], gh[n], bias_x, bias_hn, h_out[n], spare, spare, False)

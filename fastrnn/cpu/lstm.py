@@ -16,8 +16,7 @@ from ._common import (SequenceCache, bias_gradients, full_lengths, fused_bias, i
                       no_cache, project_input, recurrent_weight_gradient, run_backward_loop,
                       run_forward_loop, step_biases, step_through_forward, transpose)
 from ._math import ftanh, sigmoid
-from ._rows import (add_column_sums, backward_row_start, clear_idle_forward, step_bias_pair,
-                    visited_time)
+from ._rows import add_column_sums, backward_row_start, clear_idle_forward, visited_time
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
@@ -168,8 +167,8 @@ def backward_small(gates, c_prev, w_hh, lengths, reverse, dout, dh, dc, dgates, 
 def step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out):
     """One inference step for a batch of at most STEP_BATCH rows.
 
-    x (N, I), h, c (N, H), w_ih (4H, I), w_hh (4H, H) in PyTorch layout; b_ih, b_hh (4H,) or
-    empty (no bias); h_out, c_out (N, H) written. h_out/c_out may not alias the inputs.
+    x (N, I), h, c (N, H), w_ih (4H, I), w_hh (4H, H) in PyTorch layout; b_ih, b_hh (4H,)
+    (zeros without bias); h_out, c_out (N, H) written. h_out/c_out may not alias the inputs.
     """
     N = x.shape[0]
     G, H = w_hh.shape
@@ -179,10 +178,9 @@ def step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out):
     #                       alias and LLVM's runtime alias check would take the scalar loop
     small_matmul_nt(x, w_ih, pre, False)
     small_matmul_nt(h, w_hh, pre, True)
-    b_x, b_h = step_bias_pair(b_ih, b_hh, G)
     for n in range(N):
         copy_vector(c_out[n], c[n])
-        cell_row(pre[n], b_x, b_h, c_out[n], h_out[n], spare, False)
+        cell_row(pre[n], b_ih, b_hh, c_out[n], h_out[n], spare, False)
 
 
 def forward(req: ForwardRequest) -> ForwardResult:

@@ -15,8 +15,7 @@ from ._common import (SequenceCache, bias_gradients, full_lengths, fused_bias, i
                       no_cache, project_input, recurrent_weight_gradient, run_backward_loop,
                       run_forward_loop, step_biases, step_through_forward, transpose)
 from ._math import ftanh, relu
-from ._rows import (add_column_sums, backward_row_start, clear_idle_forward, step_bias_pair,
-                    visited_time)
+from ._rows import add_column_sums, backward_row_start, clear_idle_forward, visited_time
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
@@ -142,19 +141,18 @@ def backward_small(gates, use_relu, w_hh, lengths, reverse, dout, dh, dgates, db
 @njit(**_JIT)
 def step(x, h, w_ih, w_hh, b_ih, b_hh, use_relu, h_out):
     """One inference step for a small batch: x (N, I), h (N, H), w_ih (H, I), w_hh (H, H) in
-    PyTorch layout, b_ih, b_hh (H,) or empty (no bias); h_out (N, H) written, aliasing nothing."""
+    PyTorch layout, b_ih, b_hh (H,) (zeros without bias); h_out (N, H) written, aliasing nothing."""
     N, H = h.shape
     buf = np.empty((N + 1, H), h.dtype)
     pre = buf[:N]
     spare = buf[N]     # see lstm.step: a second destination that aliases nothing
     small_matmul_nt(x, w_ih, pre, False)
     small_matmul_nt(h, w_hh, pre, True)
-    b_x, b_h = step_bias_pair(b_ih, b_hh, H)
     for n in range(N):
         if use_relu:
-            cell_row(pre[n], b_x, b_h, True, h_out[n], spare, False)
+            cell_row(pre[n], b_ih, b_hh, True, h_out[n], spare, False)
         else:
-            cell_row(pre[n], b_x, b_h, False, h_out[n], spare, False)
+            cell_row(pre[n], b_ih, b_hh, False, h_out[n], spare, False)
 
 
 def _use_relu(cell) -> bool:
