@@ -19,7 +19,9 @@ libgomp's worker busy-waits for ~6 ms by default, and after a GEMM OpenBLAS's wo
 ~0.1 s; on 2 cores each starves the other. Measured: a 256 x 256 GEMM right after the parallel cell
 step went from 0.19 to 8.6 ms; the parallel sequence loop plus the next layer's input GEMM took
 9.4 ms against 4.0 ms serial, and still no gain with GOMP_SPINCOUNT=1000 or OMP_WAIT_POLICY=passive
-(then the region start alone is ~50 us). So no Numba threading here.
+(then the region start alone is ~50 us). So no Numba threading here; the batches above
+SMALL_BATCH split their inference loops over the cores on fastrnn's own thread team (team.py),
+whose workers sleep between calls.
 """
 from __future__ import annotations
 

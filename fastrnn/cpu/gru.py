@@ -195,11 +195,16 @@ def forward(req: ForwardRequest) -> ForwardResult:
     T, N, _ = x.shape
     H = w_hh.shape[1]
     dtype = x.dtype
-    gates = project_input(x, w_ih)
     bias_x, bias_hn = _split_bias(w.b_ih, w.b_hh, H, dtype)
+    lens = full_lengths(req.lengths, T, N)
+    if not training:
+        on_team = team_loops.try_inference(team_loops.GRU, x, w_ih, w_hh, bias_x, req.h0, lens,
+                                           reverse, bias_hn=bias_hn)
+        if on_team is not None:
+            return ForwardResult(out=on_team[0], h_n=on_team[1], c_n=None, cache=None)
+    gates = project_input(x, w_ih)
     h = req.h0.copy()
     out = np.empty((T, N, H), dtype=dtype)
-    lens = full_lengths(req.lengths, T, N)
     if training:
         h_prev = np.empty((T, N, H), dtype=dtype)
         hn_lin = np.empty((T, N, H), dtype=dtype)
@@ -252,3 +257,7 @@ def step_inference(req: StepRequest) -> StepResult:
     b_ih, b_hh = step_biases(w, x.dtype)
     step(x, req.h, w.w_ih, w.w_hh, b_ih, b_hh, h1)
     return StepResult(h=h1)
+
+
+# Last: team_loops runs this module's cell_row on the thread team, so it imports this module.
+from . import team_loops  # noqa: E402

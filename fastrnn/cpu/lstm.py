@@ -189,12 +189,17 @@ def forward(req: ForwardRequest) -> ForwardResult:
     T, N, _ = x.shape
     G, H = w_hh.shape
     dtype = x.dtype
-    gates = project_input(x, w_ih)
     bias = fused_bias(w.b_ih, w.b_hh, G, dtype)
+    lens = full_lengths(req.lengths, T, N)
+    if not training:
+        on_team = team_loops.try_inference(team_loops.LSTM, x, w_ih, w_hh, bias, req.h0, lens,
+                                           reverse, c0=req.c0)
+        if on_team is not None:
+            return ForwardResult(out=on_team[0], h_n=on_team[1], c_n=on_team[2], cache=None)
+    gates = project_input(x, w_ih)
     h = req.h0.copy()
     c = req.c0.copy()
     out = np.empty((T, N, H), dtype=dtype)
-    lens = full_lengths(req.lengths, T, N)
     if training:
         h_prev = np.empty((T, N, H), dtype=dtype)
         c_prev = np.empty((T, N, H), dtype=dtype)
@@ -243,3 +248,7 @@ def step_inference(req: StepRequest) -> StepResult:
     b_ih, b_hh = step_biases(w, x.dtype)
     step(x, req.h, req.c, w.w_ih, w.w_hh, b_ih, b_hh, h1, c1)
     return StepResult(h=h1, c=c1)
+
+
+# Last: team_loops runs this module's cell_row on the thread team, so it imports this module.
+from . import team_loops  # noqa: E402

@@ -166,11 +166,16 @@ def forward(req: ForwardRequest) -> ForwardResult:
     H = w_hh.shape[0]
     dtype = x.dtype
     use_relu = _use_relu(req.cell)
-    gates = project_input(x, w_ih)
     bias = fused_bias(w.b_ih, w.b_hh, H, dtype)
+    lens = full_lengths(req.lengths, T, N)
+    if not training:
+        on_team = team_loops.try_inference(team_loops.RNN, x, w_ih, w_hh, bias, req.h0, lens,
+                                           reverse, use_relu=use_relu)
+        if on_team is not None:
+            return ForwardResult(out=on_team[0], h_n=on_team[1], c_n=None, cache=None)
+    gates = project_input(x, w_ih)
     h = req.h0.copy()
     out = np.empty((T, N, H), dtype=dtype)
-    lens = full_lengths(req.lengths, T, N)
     h_prev = np.empty((T, N, H), dtype=dtype) if training else no_cache(dtype)
     if N <= SMALL_BATCH:
         forward_small(gates, transpose(w_hh), bias, use_relu, h, lens, reverse, training, out, h_prev)
@@ -213,3 +218,7 @@ def step_inference(req: StepRequest) -> StepResult:
     b_ih, b_hh = step_biases(w, x.dtype)
     step(x, req.h, w.w_ih, w.w_hh, b_ih, b_hh, _use_relu(req.cell), h1)
     return StepResult(h=h1)
+
+
+# Last: team_loops runs this module's cell_row on the thread team, so it imports this module.
+from . import team_loops  # noqa: E402
