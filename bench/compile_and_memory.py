@@ -1,7 +1,7 @@
 """Two numbers published beside the speed table, each measured in fresh processes:
 
-* compile time of the first call of every cell (float32 and float64, training forward + backward and
-  the inference step) with an empty Numba cache, then again with the cache that run left behind;
+* compile time of the first call of every cell (float32 and float64, training forward + backward,
+  the eval forward on the thread team and the inference step) with an empty Numba cache, then again with the cache that run left behind;
 * peak memory allocated by NumPy during LSTM (T=100, N=32, I=H=256) training (forward + backward) and
   inference (eval forward), counted by tracemalloc, which sees every NumPy buffer.
 
@@ -32,6 +32,9 @@ for dtype in ("float32", "float64"):
             m = make(3, 4, dtype=dtype, backend="{backend}")
             out, _ = m(x)
             m.backward(np.ones_like(out))
+        # eval forwards of 64 hidden units: on 2+ threads these run on the thread team's kernels
+        for make in modules:
+            make(3, 64, dtype=dtype, backend="{backend}").eval()(x)
     for make in cells:
         c = make(3, 4, dtype=dtype, backend="{backend}").eval()
         h = np.zeros((1, 4), dtype)
