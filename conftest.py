@@ -5,7 +5,7 @@ of parametrized cases for a handful of reasons (no GPU here, a backend without a
 and pytest's own ``-rs`` prints one line per skipping location. pyproject.toml's ``-rfExX`` keeps
 pytest's lines for failures, errors and xfails; the skips come from here.
 
-It also fixes the GEMM provider for the whole run, and drops Numba cache files that the CPU
+It also fixes the GEMM provider and the team choice for the whole run, and drops Numba cache files that the CPU
 kernels' helper modules have outdated (both below).
 """
 from __future__ import annotations
@@ -19,6 +19,10 @@ from pathlib import Path
 # run names another (FASTRNN_GEMM=numba pytest ... runs the whole suite on that provider).
 # tests/test_gemm.py checks the measuring chooser itself, with a private cache directory.
 os.environ.setdefault("FASTRNN_GEMM", "numpy")
+# Nor whether a loop runs on the thread team (fastrnn/cpu/team_choice.py): wherever it applies, it
+# does, so the team loops are what the suite checks (FASTRNN_TEAM=0 runs it on the serial loops);
+# tests/test_team.py checks the measuring choice with a private cache directory.
+os.environ.setdefault("FASTRNN_TEAM", "1")
 
 
 def drop_outdated_numba_cache(package: Path) -> bool:

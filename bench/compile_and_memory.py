@@ -1,7 +1,8 @@
 """Two numbers published beside the speed table, each measured in fresh processes:
 
 * compile time of the first call of every cell (float32 and float64, training forward + backward,
-  the eval forward on the thread team and the inference step) with an empty Numba cache, then again with the cache that run left behind;
+  the thread team's training and eval loops and the inference step) with an empty Numba cache and
+  an empty fastrnn choice cache, then again with the caches that run left behind;
 * peak memory allocated by NumPy during LSTM (T=100, N=32, I=H=256) training (forward + backward) and
   inference (eval forward), counted by tracemalloc, which sees every NumPy buffer.
 
@@ -32,9 +33,13 @@ for dtype in ("float32", "float64"):
             m = make(3, 4, dtype=dtype, backend="{backend}")
             out, _ = m(x)
             m.backward(np.ones_like(out))
-        # eval forwards of 64 hidden units: on 2+ threads these run on the thread team's kernels
+        # 64 hidden units: at 8 rows on 2+ threads the thread team's loops, training and eval,
+        # and the first-use probe that chooses between them and the serial loops (team_choice.py)
         for make in modules:
-            make(3, 64, dtype=dtype, backend="{backend}").eval()(x)
+            m = make(3, 64, dtype=dtype, backend="{backend}")
+            out, _ = m(x)
+            m.backward(np.ones_like(out))
+            m.eval()(x)
     for make in cells:
         c = make(3, 4, dtype=dtype, backend="{backend}").eval()
         h = np.zeros((1, 4), dtype)
@@ -75,7 +80,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     results = {"backend": args.backend, "date": time.strftime("%Y-%m-%d")}
     with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        env = dict(os.environ, NUMBA_CACHE_DIR=os.path.join(cache, "numba"),
+                   FASTRNN_CACHE_DIR=os.path.join(cache, "fastrnn"))
         cold, import_s = run(FIRST_CALLS.format(backend=args.backend), env)
         warm, _ = run(FIRST_CALLS.format(backend=args.backend), env)
         training, inference = run(PEAK_MEMORY.format(backend=args.backend), env)

@@ -1,4 +1,6 @@
-"""The thread team (fastrnn/cpu/team.py, team_loops.py): the inference loops split over the cores.
+"""The thread team (fastrnn/cpu/team.py, team_loops.py, team_backward.py, team_choice.py): the
+inference loops and the LSTM/RNN training loops split over the cores, and the measured choice of
+team or serial loops.
 
 Each check compares the team's forward with the float64 NumPy reference on the same inputs, within
 the numba backend's own bound (BACKEND_VS_REFERENCE), and with the serial loops (FASTRNN_TEAM=0) in
@@ -16,6 +18,7 @@ import pytest
 
 from fastrnn import dispatch, threads
 from fastrnn.cells import CELLS
+from fastrnn.contract import BackwardRequest
 from fastrnn.numerics import BACKEND_VS_REFERENCE, SAME_BACKEND_PATHS, relative_error
 
 from support import forward_request
@@ -30,6 +33,7 @@ def team(monkeypatch):
 
     if threads.get_num_threads() < 2:
         monkeypatch.setattr(threads, "_threads", 2)
+    monkeypatch.setenv("FASTRNN_TEAM", "1")
     reason = team.unavailable_reason()
     assert reason is None, f"the team must be able to run here: {reason}"
     return team
@@ -184,3 +188,158 @@ def test_blas_thread_count_is_restored(team):
     _forward("rnn_tanh", d)
     assert team.runs == runs + 1
     assert blas._get() == before
+
+
+# -- training: forward and backward on the team ---------------------------------------------------
+
+def _train(name, d, lengths=None, reverse=False, backend="numba", seed=7):
+    """Forward in training mode and backward with fixed random output gradients: every output and
+    gradient, in contract order (None where the cell has none)."""
+    cell = CELLS[name]
+    k = dispatch.kernels(name, backend)
+    r = k.forward(forward_request(cell, d, lengths=lengths, reverse=reverse, training=True))
+    rng = np.random.default_rng(seed)
+    T, N, H = r.out.shape
+
+    def u(*shape):
+        return rng.uniform(-0.5, 0.5, shape).astype(d["x"].dtype)
+
+    dout, dh = u(T, N, H), u(N, H)
+    dc = u(N, H) if cell.has_cell_state else None
+    if lengths is not None:
+        dout[np.arange(T)[:, None] >= lengths[None, :]] = 0
+    b = k.backward(BackwardRequest(cell=cell, cache=r.cache, dout=dout, dh_n=dh, dc_n=dc))
+    return [r.out, r.h_n, r.c_n, b.dx, b.dh0, b.dc0, b.dw_ih, b.dw_hh, b.db_ih, b.db_hh]
+
+
+def _train_serial(monkeypatch, name, d, **kw):
+    with monkeypatch.context() as m:
+        m.setenv("FASTRNN_TEAM", "0")
+        return _train(name, d, **kw)
+
+
+def _train_reference(name, d, **kw):
+    d64 = {k: (None if v is None else v.astype(np.float64)) for k, v in d.items()}
+    return _train(name, d64, backend="numpy", **kw)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("name", ["lstm", "rnn_tanh", "rnn_relu"])
+def test_team_training_matches_serial_loops(team, monkeypatch, name, reverse, dtype):
+    """Forward and backward both on the team (two team runs): every output and gradient equals the
+    serial loops' and the reference's. H = 67 splits unevenly and I != H."""
+    d = _inputs(name, 6, 5, 13, 67, dtype, seed=3)
+    runs = team.runs
+    got = _train(name, d, reverse=reverse)
+    assert team.runs == runs + 2, "forward and backward must both run on the team"
+    _assert_same(got, _train_serial(monkeypatch, name, d, reverse=reverse), dtype,
+                 _train_reference(name, d, reverse=reverse))
+
+
+def test_team_training_without_bias(team, monkeypatch):
+    d = _inputs("lstm", 4, 3, 8, 64, "float64", seed=5)
+    d["b_ih"] = d["b_hh"] = None
+    runs = team.runs
+    got = _train("lstm", d)
+    assert team.runs == runs + 2
+    assert got[-1] is None and got[-2] is None
+    _assert_same(got, _train_serial(monkeypatch, "lstm", d), "float64", _train_reference("lstm", d))
+
+
+@pytest.mark.parametrize("name", ["gru", "lstm"])
+def test_training_the_team_does_not_take_runs_serially(team, monkeypatch, name):
+    """GRU training, and any batch with a row shorter than the sequence, run the serial loops."""
+    d = _inputs(name, 5, 4, 8, 64, "float64", seed=6)
+    lengths = None if name == "gru" else np.array([5, 3, 5, 5], dtype=np.int32)
+    runs = team.runs
+    got = _train(name, d, lengths=lengths)
+    assert team.runs == runs
+    _assert_same(got, _train_reference(name, d, lengths=lengths), "float64")
+
+
+def test_busy_team_at_backward_falls_back_to_the_serial_loop(team, monkeypatch):
+    """A forward ran on the team; its backward finds the team held by another call and runs the
+    serial loop on the gates put back in the cells' order: same gradients."""
+    cell = CELLS["lstm"]
+    d = _inputs("lstm", 5, 4, 8, 64, "float64", seed=8)
+    k = dispatch.kernels("lstm", "numba")
+    r = k.forward(forward_request(cell, d, training=True))
+    assert r.cache.team is not None
+    rng = np.random.default_rng(1)
+    dout, dh, dc = rng.standard_normal((5, 4, 64)), rng.standard_normal((4, 64)), rng.standard_normal((4, 64))
+    want = k.backward(BackwardRequest(cell=cell, cache=r.cache, dout=dout, dh_n=dh, dc_n=dc))
+    holder = team._team_of(r.cache.team.members)
+    runs = team.runs
+    with holder.busy:
+        got = k.backward(BackwardRequest(cell=cell, cache=r.cache, dout=dout, dh_n=dh, dc_n=dc))
+    assert team.runs == runs, "the held team must not have run"
+    for name in ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh"):
+        assert relative_error(getattr(got, name), getattr(want, name)) < SAME_BACKEND_PATHS["float64"], name
+
+
+# -- the measured choice: team or serial ----------------------------------------------------------
+
+@pytest.fixture
+def auto_choice(team, monkeypatch, tmp_path):
+    from fastrnn.cpu import team_choice
+
+    monkeypatch.setenv("FASTRNN_TEAM", "auto")
+    monkeypatch.setenv("FASTRNN_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(team_choice, "_loaded_for", None)
+    monkeypatch.setattr(team_choice, "_choices", {})
+    return team_choice
+
+
+def test_choice_is_measured_once_and_cached_on_disk(auto_choice, monkeypatch, tmp_path):
+    """The first call of a shape measures both paths and writes the choice; later calls (and a new
+    process, which reads the file) use it; the result is the same whichever path was chosen."""
+    measured = []
+    real = auto_choice.measure
+
+    def counting(*args):
+        measured.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(auto_choice, "measure", counting)
+    d = _inputs("lstm", 4, 4, 8, 64, "float64", seed=9)
+    first = _train("lstm", d)
+    second = _train("lstm", d)
+    assert len(measured) == 1, "one training shape, one measurement"
+    saved = (tmp_path / auto_choice.CACHE_FILE).read_text()
+    assert "lstm training float64 4x8x64" in saved
+    monkeypatch.setattr(auto_choice, "_loaded_for", None)     # as a new process: from the file
+    monkeypatch.setattr(auto_choice, "_choices", {})
+    _train("lstm", d)
+    assert len(measured) == 1
+    reference = _train_reference("lstm", d)
+    for got in (first, second):
+        _assert_same(got, reference, "float64")
+
+
+def test_choice_is_obeyed(auto_choice, team, monkeypatch):
+    """A cached "serial" keeps the team idle; a cached "team" runs it."""
+    d = _inputs("rnn_tanh", 3, 4, 8, 64, "float64", seed=10)
+    key = auto_choice.shape_key(auto_choice.RNN, False, False, 4, 8, 64, "float64")
+    for choice, delta in (("serial", 0), ("team", 1)):
+        monkeypatch.setitem(auto_choice._choices, key, choice)
+        monkeypatch.setattr(auto_choice, "_loaded_for", auto_choice.gemm.machine_id())
+        runs = team.runs
+        _forward("rnn_tanh", d)
+        assert team.runs == runs + delta, choice
+
+
+def test_unknown_team_setting_is_an_error(auto_choice, monkeypatch):
+    monkeypatch.setenv("FASTRNN_TEAM", "yes")
+    d = _inputs("lstm", 3, 4, 8, 64, "float32")
+    with pytest.raises(ValueError, match="FASTRNN_TEAM='yes'.*auto.*1.*0"):
+        _forward("lstm", d)
+
+
+def test_info_reports_the_choices(auto_choice, team):
+    auto_choice._choices["lstm inference float32 32x256x256"] = "team"
+    auto_choice.gemm.save_cache_section(auto_choice.CACHE_FILE, auto_choice.gemm.machine_id(),
+                                        auto_choice._choices)
+    text = team.report()
+    assert "measured per shape on first use" in text
+    assert "lstm inference float32 32x256x256" in text and "team" in text

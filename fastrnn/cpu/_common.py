@@ -27,6 +27,8 @@ class SequenceCache:
     gates: np.ndarray        # (T, N, G*H) activated gates (cell-specific content)
     h_prev: np.ndarray       # (T, N, H) state each (t, n) started from, 0 at idle (t, n)
     extra: Optional[np.ndarray] = None   # cell-specific: LSTM c_prev, GRU W_hn h + b_hn
+    team: Optional[object] = None        # team_loops.TeamLayout when the forward ran on the team:
+    #                                      gates are then in its team order (team_backward.py)
 
 
 def full_lengths(lengths: Optional[np.ndarray], T: int, N: int) -> np.ndarray:

@@ -253,9 +253,10 @@ def cache_dir() -> Path:
     return Path(base) / "fastrnn"
 
 
-def _read_file() -> dict:
+def read_cache_file(name: str = CACHE_FILE) -> dict:
+    """{machine section: {key: choice}} from cache_dir()/name; {} when missing or unreadable."""
     try:
-        data = json.loads((cache_dir() / CACHE_FILE).read_text())
+        data = json.loads((cache_dir() / name).read_text())
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -263,24 +264,28 @@ def _read_file() -> dict:
 
 def _load(section: str) -> None:
     global _loaded_for
-    entries = _read_file().get(section, {})
+    entries = read_cache_file().get(section, {})
     _choices.clear()
     _choices.update({k: v for k, v in entries.items() if v in PROVIDERS})
     _loaded_for = section
 
 
 def _save(section: str) -> None:
-    """Merge this section's choices into the file (other machines' sections kept); an unwritable
-    cache directory only costs a new measurement in the next process."""
-    data = _read_file()
-    data[section] = dict(sorted({**data.get(section, {}), **_choices}.items()))
+    save_cache_section(CACHE_FILE, section, _choices)
+
+
+def save_cache_section(name: str, section: str, choices: dict) -> None:
+    """Merge one machine section's choices into cache_dir()/name (other machines' sections kept);
+    an unwritable cache directory only costs a new measurement in the next process."""
+    data = read_cache_file(name)
+    data[section] = dict(sorted({**data.get(section, {}), **choices}.items()))
     folder = cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=CACHE_FILE, suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=name, suffix=".tmp")
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=1)
-        os.replace(tmp, folder / CACHE_FILE)
+        os.replace(tmp, folder / name)
     except OSError:
         pass
 
@@ -294,7 +299,7 @@ def choices_report() -> str:
         lines.append(f"  forced by {ENV_FORCE}={forced}")
     section = machine_id()
     lines.append(f"  this machine: {section}")
-    entries = _read_file().get(section, {})
+    entries = read_cache_file().get(section, {})
     if not entries:
         lines.append("  no shape measured yet")
     for key, name in sorted(entries.items(), key=lambda kv: _parse_key(kv[0])[:4]):

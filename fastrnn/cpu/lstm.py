@@ -196,6 +196,14 @@ def forward(req: ForwardRequest) -> ForwardResult:
                                            reverse, c0=req.c0)
         if on_team is not None:
             return ForwardResult(out=on_team[0], h_n=on_team[1], c_n=on_team[2], cache=None)
+    else:
+        on_team = team_loops.try_training(team_loops.LSTM, x, w_ih, w_hh, bias, req.h0, lens,
+                                          reverse, c0=req.c0)
+        if on_team is not None:
+            out, h_n, c_n, gates, h_prev, c_prev, layout = on_team
+            cache = SequenceCache(x, w_ih, w_hh, w.has_bias, lens, reverse, gates, h_prev, c_prev,
+                                  team=layout)
+            return ForwardResult(out=out, h_n=h_n, c_n=c_n, cache=cache)
     gates = project_input(x, w_ih)
     h = req.h0.copy()
     c = req.c0.copy()
@@ -226,15 +234,20 @@ def backward(req: BackwardRequest) -> BackwardResult:
     dh = np.array(req.dh_n, dtype=dtype, order="C")
     dc = np.array(req.dc_n, dtype=dtype, order="C")
     dout = np.ascontiguousarray(req.dout)
-    dgates = np.empty((T, N, G), dtype=dtype)
-    db = np.zeros(G, dtype=np.float64)
-    if N <= SMALL_BATCH:
-        backward_small(cache.gates, cache.extra, w_hh, lens, cache.reverse, dout, dh, dc, dgates, db)
+    on_team = team_backward.try_backward(team_loops.LSTM, cache, dout, dh, dc) if cache.team else None
+    if on_team is not None:
+        dx, dw_ih, dw_hh, db = on_team
     else:
-        run_backward_loop(backward_step, (cache.gates, cache.extra, lens, cache.reverse, dout, dh, dc),
-                          w_hh, lens, cache.reverse, dh, dgates, db)
-    dx, dw_ih = input_gradients(dgates, x, cache.w_ih)
-    dw_hh = recurrent_weight_gradient(dgates, cache.h_prev)
+        gates = cache.team.to_cell_order(cache.gates, axis=2) if cache.team else cache.gates
+        dgates = np.empty((T, N, G), dtype=dtype)
+        db = np.zeros(G, dtype=np.float64)
+        if N <= SMALL_BATCH:
+            backward_small(gates, cache.extra, w_hh, lens, cache.reverse, dout, dh, dc, dgates, db)
+        else:
+            run_backward_loop(backward_step, (gates, cache.extra, lens, cache.reverse, dout, dh, dc),
+                              w_hh, lens, cache.reverse, dh, dgates, db)
+        dx, dw_ih = input_gradients(dgates, x, cache.w_ih)
+        dw_hh = recurrent_weight_gradient(dgates, cache.h_prev)
     db_ih, db_hh = bias_gradients(db, cache.has_bias, dtype)
     return BackwardResult(dx=dx, dh0=dh, dc0=dc, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih, db_hh=db_hh)
 
@@ -250,5 +263,5 @@ def step_inference(req: StepRequest) -> StepResult:
     return StepResult(h=h1, c=c1)
 
 
-# Last: team_loops runs this module's cell_row on the thread team, so it imports this module.
-from . import team_loops  # noqa: E402
+# Last: the team modules run this module's row bodies on the thread team, so they import it.
+from . import team_backward, team_loops  # noqa: E402

@@ -87,6 +87,22 @@ def forward_small(gates, w_hh_t, bias, use_relu, h, lengths, reverse, training, 
 
 
 @njit(**_JIT)
+def backward_row(y, do_t, dh, dg, use_relu):
+    """One row of the backward pass: y (H,) h_t from the forward; do_t, dh (H,) the output's and the
+    recurrence's gradient of h_t; dg (H,) written with the pre-activation gradient. use_relu
+    literal. The one body of the serial and the team loops (team_backward.py)."""
+    literally(use_relu)
+    zero = dh.dtype.type(0)
+    one = dh.dtype.type(1)
+    if use_relu:
+        for j in range(dh.shape[0]):
+            dg[j] = (dh[j] + do_t[j]) if y[j] > zero else zero
+    else:
+        for j in range(dh.shape[0]):
+            dg[j] = (dh[j] + do_t[j]) * (one - y[j] * y[j])
+
+
+@njit(**_JIT)
 def backward_step(s, gates, use_relu, lengths, reverse, dout, dh, dh_rec, pending, dg_step,
                   in_place, dgates, db):
     """The fused pointwise pass of backward loop step s (run for s = T-1 down to 0).
@@ -102,24 +118,16 @@ def backward_step(s, gates, use_relu, lengths, reverse, dout, dh, dh_rec, pendin
     db      (H,) float64  accumulates the bias gradient.
     Apart from dg_step/dgates as described, no argument may alias another.
     """
-    H = dh.shape[1]
-    zero = dh.dtype.type(0)
-    one = dh.dtype.type(1)
     for n in range(dh.shape[0]):
         t = backward_row_start(s, n, lengths[n], reverse, pending, False, dh, dh_rec, dg_step,
                                dgates)
         if t < 0:
             continue
         dgn = dg_step[n]
-        y = gates[t, n]
-        do_t = dout[t, n]
-        dhn = dh[n]
         if use_relu:
-            for j in range(H):
-                dgn[j] = (dhn[j] + do_t[j]) if y[j] > zero else zero
+            backward_row(gates[t, n], dout[t, n], dh[n], dgn, True)
         else:
-            for j in range(H):
-                dgn[j] = (dhn[j] + do_t[j]) * (one - y[j] * y[j])
+            backward_row(gates[t, n], dout[t, n], dh[n], dgn, False)
         if not in_place:
             copy_vector(dgates[t, n], dgn)
         add_column_sums(db, dgn)
@@ -173,6 +181,14 @@ def forward(req: ForwardRequest) -> ForwardResult:
                                            reverse, use_relu=use_relu)
         if on_team is not None:
             return ForwardResult(out=on_team[0], h_n=on_team[1], c_n=None, cache=None)
+    else:
+        on_team = team_loops.try_training(team_loops.RNN, x, w_ih, w_hh, bias, req.h0, lens,
+                                          reverse, use_relu=use_relu)
+        if on_team is not None:
+            out, h_n, _, gates, h_prev, _, layout = on_team
+            cache = SequenceCache(x, w_ih, w_hh, w.has_bias, lens, reverse, gates, h_prev,
+                                  team=layout)
+            return ForwardResult(out=out, h_n=h_n, c_n=None, cache=cache)
     gates = project_input(x, w_ih)
     h = req.h0.copy()
     out = np.empty((T, N, H), dtype=dtype)
@@ -197,15 +213,21 @@ def backward(req: BackwardRequest) -> BackwardResult:
     use_relu = _use_relu(req.cell)
     dh = np.array(req.dh_n, dtype=dtype, order="C")
     dout = np.ascontiguousarray(req.dout)
-    dgates = np.empty((T, N, H), dtype=dtype)
-    db = np.zeros(H, dtype=np.float64)
-    if N <= SMALL_BATCH:
-        backward_small(cache.gates, use_relu, w_hh, lens, cache.reverse, dout, dh, dgates, db)
+    on_team = (team_backward.try_backward(team_loops.RNN, cache, dout, dh, None, use_relu)
+               if cache.team else None)
+    if on_team is not None:
+        dx, dw_ih, dw_hh, db = on_team
     else:
-        run_backward_loop(backward_step, (cache.gates, use_relu, lens, cache.reverse, dout, dh),
-                          w_hh, lens, cache.reverse, dh, dgates, db)
-    dx, dw_ih = input_gradients(dgates, x, cache.w_ih)
-    dw_hh = recurrent_weight_gradient(dgates, cache.h_prev)
+        gates = cache.team.to_cell_order(cache.gates, axis=2) if cache.team else cache.gates
+        dgates = np.empty((T, N, H), dtype=dtype)
+        db = np.zeros(H, dtype=np.float64)
+        if N <= SMALL_BATCH:
+            backward_small(gates, use_relu, w_hh, lens, cache.reverse, dout, dh, dgates, db)
+        else:
+            run_backward_loop(backward_step, (gates, use_relu, lens, cache.reverse, dout, dh),
+                              w_hh, lens, cache.reverse, dh, dgates, db)
+        dx, dw_ih = input_gradients(dgates, x, cache.w_ih)
+        dw_hh = recurrent_weight_gradient(dgates, cache.h_prev)
     db_ih, db_hh = bias_gradients(db, cache.has_bias, dtype)
     return BackwardResult(dx=dx, dh0=dh, dc0=None, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih, db_hh=db_hh)
 
@@ -220,5 +242,5 @@ def step_inference(req: StepRequest) -> StepResult:
     return StepResult(h=h1)
 
 
-# Last: team_loops runs this module's cell_row on the thread team, so it imports this module.
-from . import team_loops  # noqa: E402
+# Last: the team modules run this module's row bodies on the thread team, so they import it.
+from . import team_backward, team_loops  # noqa: E402

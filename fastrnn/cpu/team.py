@@ -19,7 +19,8 @@ Accelerate), the team is unavailable and the serial loops run.
 
 Between calls the workers sleep on an Event: nothing spins once a call has returned. One call at a
 time uses the team; a second thread's call finds it busy and runs the serial loops. After a fork
-the child starts a new team. FASTRNN_TEAM=0 turns the team off.
+the child starts a new team. Whether a shape runs on the team at all is measured on this machine on
+first use (team_choice.py); FASTRNN_TEAM=1 runs it wherever it applies, FASTRNN_TEAM=0 never.
 """
 from __future__ import annotations
 
@@ -42,9 +43,11 @@ ENV_SWITCH = "FASTRNN_TEAM"
 MIN_UNITS_PER_MEMBER = 32
 # Batch rows from which the team runs (the whole-loop paths below it are faster still).
 MIN_ROWS = 3
+# The cells, as the team loops (team_loops.py, team_backward.py) tell them apart.
+LSTM, GRU, RNN = 0, 1, 2
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
-_ROW_MAJOR, _NO_TRANS = 101, 111
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 
 # -- NumPy's BLAS, callable from jitted code ------------------------------------------------------
@@ -99,15 +102,16 @@ def _numpy_blas() -> Optional[_Blas]:
 
 
 @intrinsic
-def _cblas_gemm(typingctx, fn, m, n, k, a, lda, b, ldb, beta, c, ldc):
-    """Row-major C (m, n) = A (m, k) B (k, n) + beta C through the ILP64 cblas_?gemm at address fn;
-    a, b, c are data addresses, the ld* their row strides in elements, beta's type picks s or d."""
+def _cblas_gemm(typingctx, fn, transa, m, n, k, a, lda, b, ldb, beta, c, ldc):
+    """Row-major C (m, n) = op(A) B (k, n) + beta C through the ILP64 cblas_?gemm at address fn;
+    op(A) is A (m, k), or A^T for A stored (k, m) when transa is _TRANS; a, b, c are data
+    addresses, the ld* their row strides in elements, beta's type picks s or d."""
     if not isinstance(beta, types.Float):
         return None
 
     def codegen(context, builder, sig, args):
         i32, i64 = ir.IntType(32), ir.IntType(64)
-        real = context.get_value_type(sig.args[8])
+        real = context.get_value_type(sig.args[9])
         ptr = ir.IntType(8).as_pointer()
         fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, i64, i64, i64, real, ptr, i64, ptr,
                                                i64, real, ptr, i64])
@@ -120,13 +124,13 @@ def _cblas_gemm(typingctx, fn, m, n, k, a, lda, b, ldb, beta, c, ldc):
         def as_ptr(i):
             return builder.inttoptr(as_int(i), ptr)
 
-        builder.call(target, [ir.Constant(i32, _ROW_MAJOR), ir.Constant(i32, _NO_TRANS),
-                              ir.Constant(i32, _NO_TRANS), as_int(1), as_int(2), as_int(3),
-                              ir.Constant(real, 1.0), as_ptr(4), as_int(5), as_ptr(6), as_int(7),
-                              args[8], as_ptr(9), as_int(10)])
+        op_a = builder.trunc(as_int(1), i32)
+        builder.call(target, [ir.Constant(i32, _ROW_MAJOR), op_a, ir.Constant(i32, _NO_TRANS),
+                              as_int(2), as_int(3), as_int(4), ir.Constant(real, 1.0), as_ptr(5),
+                              as_int(6), as_ptr(7), as_int(8), args[9], as_ptr(10), as_int(11)])
         return context.get_dummy_value()
 
-    return types.void(fn, m, n, k, a, lda, b, ldb, beta, c, ldc), codegen
+    return types.void(fn, transa, m, n, k, a, lda, b, ldb, beta, c, ldc), codegen
 
 
 @njit(**_JIT)
@@ -138,7 +142,20 @@ def gemm_into(fn, a, b, c, beta):
     if m == 0 or n == 0:
         return
     size = a.itemsize
-    _cblas_gemm(fn, m, n, k, a.ctypes.data, max(a.strides[0] // size, k), b.ctypes.data,
+    _cblas_gemm(fn, _NO_TRANS, m, n, k, a.ctypes.data, max(a.strides[0] // size, k), b.ctypes.data,
+                max(b.strides[0] // size, n), c.dtype.type(beta), c.ctypes.data,
+                max(c.strides[0] // size, n))
+
+
+@njit(**_JIT)
+def gemm_tn_into(fn, a, b, c, beta):
+    """c (m, n) = a (k, m)^T @ b (k, n) + beta * c, as gemm_into (the weight gradients' form)."""
+    k, m = a.shape
+    n = b.shape[1]
+    if m == 0 or n == 0:
+        return
+    size = a.itemsize
+    _cblas_gemm(fn, _TRANS, m, n, k, a.ctypes.data, max(a.strides[0] // size, m), b.ctypes.data,
                 max(b.strides[0] // size, n), c.dtype.type(beta), c.ctypes.data,
                 max(c.strides[0] // size, n))
 
@@ -193,7 +210,7 @@ runs = 0            # completed team calls in this process (tests check that the
 
 def unavailable_reason() -> Optional[str]:
     """Why the team cannot run in this process, or None."""
-    if os.environ.get(ENV_SWITCH, "1").strip() == "0":
+    if os.environ.get(ENV_SWITCH, "auto").strip() == "0":
         return f"turned off by {ENV_SWITCH}=0"
     if threads.get_num_threads() < 2:
         return "one thread (fastrnn.set_num_threads)"
@@ -255,10 +272,19 @@ def new_flags(members: int) -> np.ndarray:
 
 
 def report() -> str:
-    """One line for `fastrnn info`."""
+    """What `fastrnn info` prints about the team."""
+    from . import gemm, team_choice
+
     reason = unavailable_reason()
     if reason is not None:
         return f"team: off ({reason}); the serial loops run"
-    return (f"team: {threads.get_num_threads()} threads for inference loops of at least "
-            f"{MIN_ROWS} rows and {MIN_UNITS_PER_MEMBER} hidden units a thread "
-            f"(NumPy's OpenBLAS, one thread per member); {ENV_SWITCH}=0 turns it off")
+    how = {"auto": "team or serial measured per shape on first use, cached in "
+                   f"{gemm.cache_dir() / team_choice.CACHE_FILE}",
+           "1": f"always where it applies ({ENV_SWITCH}=1)"}[team_choice.mode()]
+    lines = [f"team: {threads.get_num_threads()} threads for inference loops (all cells) and "
+             f"training (LSTM, RNN; every row the whole sequence) of at least {MIN_ROWS} rows and "
+             f"{MIN_UNITS_PER_MEMBER} hidden units a thread (NumPy's OpenBLAS, one thread per "
+             f"member); {how}; {ENV_SWITCH}=0 turns it off"]
+    if team_choice.mode() == "auto":
+        lines += team_choice.report()
+    return "\n".join(lines)

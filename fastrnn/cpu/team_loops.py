@@ -1,4 +1,5 @@
-"""The inference forward loop on the thread team (team.py), one body for the three cells.
+"""The forward loop on the thread team (team.py): one body for the three cells' inference and for
+the LSTM and RNN training forwards (team_backward.py runs their backward).
 
 Member p owns hidden units bounds[p]:bounds[p+1]. The gate rows of W_ih, W_hh and the fused bias
 are permuted so that its rows sit side by side (team.gate_order): its block of the gate columns is
@@ -10,45 +11,52 @@ columns and h0), then per loop step its slice of gh = h W_hh^T, the pointwise pa
 and the barrier. h is double-buffered: the next step's GEMM of every member reads all of h, so a
 member writes the other buffer while slower ones may still read this one. Idle rows (lengths)
 carry their state over and get out = 0, as in the serial loops.
+
+A training forward leaves the activated gates in team order (the backward works in that order too
+and puts the weight gradients' rows back, TeamLayout), and h_prev, c_prev in unit order.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-from numba import literally, njit
+from numba import njit
 
-from . import team
+from . import team, team_choice
 from . import gru, lstm, rnn
 from ._rows import visited_time
 from ._spin import arrive_and_wait
+from .team import GRU, LSTM, RNN
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
-LSTM, GRU, RNN = 0, 1, 2
 GATES = {LSTM: 4, GRU: 3, RNN: 1}
 
 
 @njit(**_JIT)
-def forward_inference(member, members, cell, use_relu, fn, x2d, w_ih_t, w_hh_t, gates, gh, bias,
-                      bias_hn, h_bufs, c, lens, reverse, out, bounds, flags):
-    """One member's share of an inference forward (cell and use_relu literal).
+def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih_t, w_hh_t, gates, gh,
+                 bias, bias_hn, h_bufs, c, lens, reverse, out, h_prev, c_prev, bounds, flags):
+    """One member's share of a forward (inference, or training for LSTM and RNN).
 
     x2d      (T*N, I)   the input, C-contiguous.
     w_ih_t   (I*G,)     each member's gate rows of W_ih, transposed: member p's (I, width_p)
                         block, C-contiguous, at I*G_p (G_p its first team-order gate column), so
                         that its slice of W streams from one contiguous region of its own cache;
     w_hh_t   (H*G,)     the same for W_hh.
-    gates    (T, N, G)  scratch for the projection, team order;  gh (N, G) scratch, team order.
+    gates    (T, N, G)  scratch for the projection, team order; when training, left holding the
+                        activated gates (the cells' backward cache, team order);
+    gh       (N, G)     scratch, team order.
     bias     (G,)       team order: LSTM, RNN b_ih + b_hh; GRU [b_ir + b_hr, b_iz + b_hz, b_in].
     bias_hn  (H,)       GRU's b_hn in unit order (unused otherwise).
     h_bufs   (2, N, H)  h_bufs[0] = h0; after T steps h_n is h_bufs[T % 2].
     c        (N, H)     LSTM's c0, updated in place to c_n (unused otherwise).
     lens     (N,) int32;  out (T, N, H);  bounds (members+1,) int64;  flags team.new_flags().
+    h_prev, c_prev (T, N, H) when training (c_prev for LSTM only, else (0, 0, 0)): the state each
+                        (t, n) started from, 0 at idle (t, n); unused in inference.
+    cell     LSTM, GRU or RNN (GRU in inference only);  use_relu, training: bools.
     fn       the cblas_?gemm address for the dtype (team.gemm_address).
     """
-    literally(cell)
-    literally(use_relu)
     T, N, G = gates.shape
     n_gates = 4 if cell == LSTM else (3 if cell == GRU else 1)
     j0, j1 = bounds[member], bounds[member + 1]
@@ -70,58 +78,38 @@ def forward_inference(member, members, cell, use_relu, fn, x2d, w_ih_t, w_hh_t, 
             if t < 0:
                 out[s, n, j0:j1] = zero
                 hn[:] = cur[n, j0:j1]
+                if training:
+                    h_prev[s, n, j0:j1] = zero
+                    if cell == LSTM:
+                        c_prev[s, n, j0:j1] = zero
                 continue
             g = gates[t, n, b0:b1]
             ghn = gh[n, b0:b1]
             o_t = out[t, n, j0:j1]
-            if cell == LSTM:
+            if training:
+                h_prev[t, n, j0:j1] = cur[n, j0:j1]
+            if cell == LSTM and training:
+                c_prev[t, n, j0:j1] = c[n, j0:j1]
+                lstm.cell_row(g, ghn, bias_p, c[n, j0:j1], hn, o_t, True)
+            elif cell == LSTM:
                 lstm.cell_row(g, ghn, bias_p, c[n, j0:j1], hn, o_t, False)
             elif cell == GRU:
                 hn[:] = cur[n, j0:j1]
                 gru.cell_row(g, ghn, bias_p, bias_hn[j0:j1], hn, o_t, o_t, False)
+            elif training and use_relu:
+                rnn.cell_row(g, ghn, bias_p, True, hn, o_t, True)
+            elif training:
+                rnn.cell_row(g, ghn, bias_p, False, hn, o_t, True)
+            elif use_relu:
+                rnn.cell_row(g, ghn, bias_p, True, hn, o_t, False)
             else:
-                rnn.cell_row(g, ghn, bias_p, use_relu, hn, o_t, False)
+                rnn.cell_row(g, ghn, bias_p, False, hn, o_t, False)
         arrive_and_wait(flags, member, members, s + 1)
-
-
-# The entry points the team calls from Python: cell and use_relu become literals here, inside
-# jitted code, so that dispatch from Python never re-resolves them.
-
-@njit(**_JIT)
-def _lstm_entry(member, members, fn, x2d, w_ih_t, w_hh_t, gates, gh, bias, bias_hn, h_bufs, c, lens,
-                reverse, out, bounds, flags):
-    forward_inference(member, members, LSTM, False, fn, x2d, w_ih_t, w_hh_t, gates, gh, bias,
-                      bias_hn, h_bufs, c, lens, reverse, out, bounds, flags)
-
-
-@njit(**_JIT)
-def _gru_entry(member, members, fn, x2d, w_ih_t, w_hh_t, gates, gh, bias, bias_hn, h_bufs, c, lens,
-               reverse, out, bounds, flags):
-    forward_inference(member, members, GRU, False, fn, x2d, w_ih_t, w_hh_t, gates, gh, bias,
-                      bias_hn, h_bufs, c, lens, reverse, out, bounds, flags)
-
-
-@njit(**_JIT)
-def _rnn_tanh_entry(member, members, fn, x2d, w_ih_t, w_hh_t, gates, gh, bias, bias_hn, h_bufs, c, lens,
-                    reverse, out, bounds, flags):
-    forward_inference(member, members, RNN, False, fn, x2d, w_ih_t, w_hh_t, gates, gh, bias,
-                      bias_hn, h_bufs, c, lens, reverse, out, bounds, flags)
-
-
-@njit(**_JIT)
-def _rnn_relu_entry(member, members, fn, x2d, w_ih_t, w_hh_t, gates, gh, bias, bias_hn, h_bufs, c, lens,
-                    reverse, out, bounds, flags):
-    forward_inference(member, members, RNN, True, fn, x2d, w_ih_t, w_hh_t, gates, gh, bias,
-                      bias_hn, h_bufs, c, lens, reverse, out, bounds, flags)
-
-
-_ENTRIES = {(LSTM, False): _lstm_entry, (GRU, False): _gru_entry, (RNN, False): _rnn_tanh_entry,
-            (RNN, True): _rnn_relu_entry}
 
 
 def _member_blocks(w: np.ndarray, order: np.ndarray, bounds: np.ndarray, n_gates: int):
     """w (G, K) -> (K*G,): member p's team-order gate rows, transposed to (K, width_p) and
-    C-contiguous, one after the other (forward_inference's w_ih_t, w_hh_t)."""
+    C-contiguous, one after the other (forward_loop's w_ih_t, w_hh_t)."""
     K = w.shape[1]
     flat = np.empty(w.shape[0] * K, dtype=w.dtype)
     for p in range(len(bounds) - 1):
@@ -130,19 +118,37 @@ def _member_blocks(w: np.ndarray, order: np.ndarray, bounds: np.ndarray, n_gates
     return flat
 
 
-def try_inference(cell: int, x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, bias: np.ndarray,
-                  h0: np.ndarray, lens: np.ndarray, reverse: bool, c0: Optional[np.ndarray] = None,
-                  bias_hn: Optional[np.ndarray] = None, use_relu: bool = False):
-    """The inference forward on the team: (out, h_n, c_n or None), or None where the team does not
-    apply (see team.members_for) or another call holds it; the caller then runs the serial loop.
+@dataclass
+class TeamLayout:
+    """How a team call split the gate columns: what a training forward's cache needs for backward.
 
-    bias is the fused bias in the cells' own gate order (the caller's), permuted here."""
+    members   the team's size;  bounds (members+1,) int64 the unit split (team.unit_bounds);
+    order     (G,) the team order of the gate rows (team.gate_order): team column k holds gate row
+              order[k] of the cells' own order.
+    """
+    members: int
+    bounds: np.ndarray
+    order: np.ndarray
+
+    def to_cell_order(self, a: np.ndarray, axis: int = 0) -> np.ndarray:
+        """a copy of `a` whose gate axis (team order) is put in the cells' own order."""
+        out = np.empty_like(a)
+        index = [slice(None)] * a.ndim
+        index[axis] = self.order
+        out[tuple(index)] = a
+        return out
+
+
+def _run_forward(cell: int, x, w_ih, w_hh, bias, h0, lens, reverse, c0, bias_hn, use_relu,
+                 training: bool):
     T, N, I = x.shape
     H = w_hh.shape[1]
     members = team.members_for(H, N)
     if members == 0 or T == 0:
         return None
     dtype = x.dtype
+    if not team_choice.use_team(cell, bool(use_relu), training, N, I, H, dtype):
+        return None
     bounds = team.unit_bounds(H, members)
     order = team.gate_order(H, GATES[cell], bounds)
     w_ih_t = _member_blocks(w_ih, order, bounds, GATES[cell])
@@ -155,9 +161,37 @@ def try_inference(cell: int, x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, 
     c = np.array(c0, dtype=dtype, order="C") if c0 is not None else np.empty((0, 0), dtype=dtype)
     hn_bias = bias_hn if bias_hn is not None else np.empty(0, dtype=dtype)
     out = np.empty((T, N, H), dtype=dtype)
-    args = (team.gemm_address(dtype), np.ascontiguousarray(x).reshape(T * N, I), w_ih_t, w_hh_t,
-            gates, gh, bias_p, hn_bias, h_bufs, c, lens, reverse, out, bounds,
-            team.new_flags(members))
-    if not team.try_run(members, _ENTRIES[(cell, bool(use_relu))], args):
+    h_prev = np.empty((T, N, H), dtype=dtype) if training else np.empty((0, 0, 0), dtype=dtype)
+    c_prev = (np.empty((T, N, H), dtype=dtype) if training and cell == LSTM
+              else np.empty((0, 0, 0), dtype=dtype))
+    args = (cell, bool(use_relu), training, team.gemm_address(dtype),
+            np.ascontiguousarray(x).reshape(T * N, I), w_ih_t, w_hh_t, gates, gh, bias_p, hn_bias,
+            h_bufs, c, lens, reverse, out, h_prev, c_prev, bounds, team.new_flags(members))
+    if not team.try_run(members, forward_loop, args):
         return None
-    return out, h_bufs[T % 2].copy(), (c if c0 is not None else None)
+    return (out, h_bufs[T % 2].copy(), (c if c0 is not None else None), gates, h_prev, c_prev,
+            TeamLayout(members, bounds, order))
+
+
+def try_inference(cell: int, x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, bias: np.ndarray,
+                  h0: np.ndarray, lens: np.ndarray, reverse: bool, c0: Optional[np.ndarray] = None,
+                  bias_hn: Optional[np.ndarray] = None, use_relu: bool = False):
+    """The inference forward on the team: (out, h_n, c_n or None), or None where the team does not
+    apply (see team.members_for) or another call holds it; the caller then runs the serial loop.
+
+    bias is the fused bias in the cells' own gate order (the caller's), permuted here."""
+    run = _run_forward(cell, x, w_ih, w_hh, bias, h0, lens, reverse, c0, bias_hn, use_relu, False)
+    return None if run is None else run[:3]
+
+
+def try_training(cell: int, x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, bias: np.ndarray,
+                 h0: np.ndarray, lens: np.ndarray, reverse: bool, c0: Optional[np.ndarray] = None,
+                 use_relu: bool = False):
+    """The training forward on the team, for LSTM and RNN batches whose rows all run the whole
+    sequence: (out, h_n, c_n or None, gates, h_prev, c_prev, layout), where gates (T, N, G) holds
+    the activated gates in the team order of `layout` (TeamLayout) and h_prev, c_prev (T, N, H) the
+    states each step started from; or None (the caller runs the serial loop) where the team does
+    not apply. team_backward.try_backward takes these."""
+    if cell == GRU or int(lens.min(initial=x.shape[0])) < x.shape[0]:
+        return None
+    return _run_forward(cell, x, w_ih, w_hh, bias, h0, lens, reverse, c0, None, use_relu, True)
