@@ -421,3 +421,14 @@ def test_case_data_is_shared_across_T():
     long, short = make_problem(LSTM_TRAIN.shrunk()), make_problem(LSTM_TRAIN.shrunk().with_T(2))
     for k in long.params:
         np.testing.assert_array_equal(long.params[k], short.params[k])
+
+
+def test_peak_gemm_measures_a_rate():
+    """The machine's peak GEMM rate, published beside every record (it once failed on a missing
+    import and every record carried the error instead)."""
+    from fastrnn.benchmarking.floor import peak_gemm
+
+    peak = peak_gemm("cpu", "float32", SMOKE)
+    assert "error" not in peak
+    assert peak["device"] == "cpu" and peak["n"] > 0 and peak["gflops"] > 0
+    assert peak["time"]["min"] > 0

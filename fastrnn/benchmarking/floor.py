@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..devices import array_module
 from .grid import Case
-from .timing import Budget, CudaEventTimer, HostTimer, measure
+from .timing import Budget, CudaEventTimer, HostTimer, Stats, measure
 
 PEAK_SIZE = {"cpu": 2048, "cuda": 8192}
 
