@@ -323,7 +323,7 @@ def test_choice_is_obeyed(auto_choice, team, monkeypatch):
     key = auto_choice.shape_key(auto_choice.RNN, False, False, 4, 8, 64, "float64")
     for choice, delta in (("serial", 0), ("team", 1)):
         monkeypatch.setitem(auto_choice._choices, key, choice)
-        monkeypatch.setattr(auto_choice, "_loaded_for", auto_choice.gemm.machine_id())
+        monkeypatch.setattr(auto_choice, "_loaded_for", auto_choice._section())
         runs = team.runs
         _forward("rnn_tanh", d)
         assert team.runs == runs + delta, choice
@@ -338,7 +338,7 @@ def test_unknown_team_setting_is_an_error(auto_choice, monkeypatch):
 
 def test_info_reports_the_choices(auto_choice, team):
     auto_choice._choices["lstm inference float32 32x256x256"] = "team"
-    auto_choice.gemm.save_cache_section(auto_choice.CACHE_FILE, auto_choice.gemm.machine_id(),
+    auto_choice.gemm.save_cache_section(auto_choice.CACHE_FILE, auto_choice._section(),
                                         auto_choice._choices)
     text = team.report()
     assert "measured per shape on first use" in text

@@ -22,7 +22,8 @@ from ._common import (SequenceCache, full_lengths, input_gradients, no_cache, pr
 from ._math import ftanh, sigmoid
 from ._rows import add_column_sums, backward_row_start, clear_idle_forward, visited_time
 
-_JIT = dict(cache=True, nogil=True, error_model="numpy")
+# contract: multiply-adds may fuse into FMAs (the activations 1.3x faster, as accurate: _math.py)
+_JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 
 
 @njit(**_JIT)

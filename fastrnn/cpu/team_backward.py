@@ -5,8 +5,8 @@ Member p owns hidden units bounds[p]:bounds[p+1], and so the gate columns of tho
 order: one contiguous block) and the columns j0:j1 of dh. Per loop step (t from the last visited
 back to the first) each member runs the cells' own backward row body on its units, writing its
 block of dgates[t], meets the others at the barrier (the GEMM reads all of dgates[t]), then runs
-its slice of the recurrent product, dh[:, j0:j1] = dgates[t] @ W_hh[team order][:, j0:j1], a
-single-threaded GEMM on its own cache-resident block of W_hh. Nothing else is shared: dh and dc
+its slice of the recurrent product, dh[:, j0:j1] = dgates[t] @ W_hh[team order][:, j0:j1], with
+packed.py's kernel on its own block of W_hh, packed once per call. Nothing else is shared: dh and dc
 columns belong to one member, and each step writes its own plane of dgates, so one barrier a step
 suffices. Only batches whose rows all run the whole sequence come here (try_training).
 
@@ -23,7 +23,7 @@ from typing import Optional
 import numpy as np
 from numba import njit
 
-from . import lstm, rnn, team
+from . import lstm, packed, rnn, team
 from ._rows import add_column_sums
 from ._spin import arrive_and_wait
 from .team import LSTM
@@ -32,8 +32,8 @@ _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 
 @njit(**_JIT)
-def backward_loop(member, members, cell, use_relu, fn, gates, c_prev, dout, dh, dc, w_hh_blocks,
-                  dgates, db, reverse, bounds, flags, x2d, h_prev2d, w_ih_team, dx2d, dw_ih, dw_hh):
+def backward_loop(member, members, cell, use_relu, fn, gates, c_prev, dout, dh, dc, w_hh_packed,
+                  w_hh_offsets, dgates, db, reverse, bounds, flags, x2d, h_prev2d, w_ih_team, dx2d, dw_ih, dw_hh):
     """One member's share of the backward of a full-length batch: the recurrence, then its share of
     the whole-sequence products (no BLAS threads wake during a team call).
 
@@ -41,8 +41,8 @@ def backward_loop(member, members, cell, use_relu, fn, gates, c_prev, dout, dh, 
     c_prev       (T, N, H)  LSTM: the cell state each step started from (unused for RNN).
     dout         (T, N, H)  the output's gradient.
     dh, dc       (N, H)     in: gradients of h_n (c_n); out: of h0 (c0). dc unused for RNN.
-    w_hh_blocks  (G*H,)     member p's (G, width_p) block of W_hh's rows in team order, columns
-                            j0:j1, C-contiguous, at G*j0.
+    w_hh_packed, w_hh_offsets  member p's (G, width_p) block of W_hh (rows in team order,
+                            columns j0:j1), packed for packed.matmul_into (packed.pack_blocks).
     dgates       (T, N, G)  out: pre-activation gradients, team order.
     db           (G,) float64  accumulates the bias gradient, team order (members add disjoint
                             columns).
@@ -58,7 +58,7 @@ def backward_loop(member, members, cell, use_relu, fn, gates, c_prev, dout, dh, 
     n_gates = 4 if cell == LSTM else 1
     j0, j1 = bounds[member], bounds[member + 1]
     b0, b1 = n_gates * j0, n_gates * j1
-    w_p = w_hh_blocks[G * j0:G * j1].reshape(G, j1 - j0)
+    w_p = packed.member_panels(w_hh_packed, w_hh_offsets, member, G)
     db_p = db[b0:b1]
     for s in range(T - 1, -1, -1):
         t = T - 1 - s if reverse else s
@@ -73,7 +73,7 @@ def backward_loop(member, members, cell, use_relu, fn, gates, c_prev, dout, dh, 
                 rnn.backward_row(gates[t, n, b0:b1], dout[t, n, j0:j1], dh[n, j0:j1], dg, False)
             add_column_sums(db_p, dg)
         arrive_and_wait(flags, member, members, T - s)
-        team.gemm_into(fn, dgates[t], w_p, dh[:, j0:j1], 0.0)
+        packed.matmul_into(dgates[t], w_p, dh[:, j0:j1])
     # Every plane of dgates was written before its step's barrier, so all of it is complete here.
     rows = T * N
     r0, r1 = rows * member // members, rows * (member + 1) // members
@@ -81,17 +81,6 @@ def backward_loop(member, members, cell, use_relu, fn, gates, c_prev, dout, dh, 
     team.gemm_into(fn, d2[r0:r1], w_ih_team, dx2d[r0:r1], 0.0)
     team.gemm_tn_into(fn, d2[:, b0:b1], x2d, dw_ih[b0:b1], 0.0)
     team.gemm_tn_into(fn, d2[:, b0:b1], h_prev2d, dw_hh[b0:b1], 0.0)
-
-
-def _column_blocks(w_team: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-    """w_team (G, H) -> (G*H,): member p's columns bounds[p]:bounds[p+1], (G, width_p)
-    C-contiguous, at G*bounds[p] (backward_loop's w_hh_blocks)."""
-    G = w_team.shape[0]
-    flat = np.empty(w_team.size, dtype=w_team.dtype)
-    for p in range(len(bounds) - 1):
-        j0, j1 = bounds[p], bounds[p + 1]
-        flat[G * j0:G * j1].reshape(G, j1 - j0)[...] = w_team[:, j0:j1]
-    return flat
 
 
 def try_backward(cell: int, cache, dout: np.ndarray, dh: np.ndarray, dc: Optional[np.ndarray],
@@ -106,7 +95,10 @@ def try_backward(cell: int, cache, dout: np.ndarray, dh: np.ndarray, dc: Optiona
     T, N, G = gates.shape
     I, H = x.shape[2], dh.shape[1]
     dtype = gates.dtype
-    w_blocks = _column_blocks(cache.w_hh[layout.order], layout.bounds)
+    w_team = cache.w_hh[layout.order]
+    bounds = layout.bounds
+    w_packed = packed.pack_blocks([w_team[:, bounds[p]:bounds[p + 1]]
+                                   for p in range(layout.members)])
     dgates = np.empty_like(gates)
     db = np.zeros(G, dtype=np.float64)
     dc_arg = dc if dc is not None else np.empty((0, 0), dtype=dtype)
@@ -115,7 +107,7 @@ def try_backward(cell: int, cache, dout: np.ndarray, dh: np.ndarray, dc: Optiona
     dw_ih = np.empty((G, I), dtype=dtype)
     dw_hh = np.empty((G, H), dtype=dtype)
     args = (cell, bool(use_relu), team.gemm_address(dtype), gates, c_prev, dout, dh, dc_arg,
-            w_blocks, dgates, db, cache.reverse, layout.bounds, team.new_flags(layout.members),
+            *w_packed, dgates, db, cache.reverse, layout.bounds, team.new_flags(layout.members),
             np.ascontiguousarray(x).reshape(T * N, I), cache.h_prev.reshape(T * N, H),
             np.ascontiguousarray(cache.w_ih[layout.order]), dx.reshape(T * N, I), dw_ih, dw_hh)
     if not team.try_run(layout.members, backward_loop, args):

@@ -25,6 +25,9 @@ from . import gemm, team
 from .team import GRU, LSTM, RNN
 
 CACHE_FILE = "team-choices.json"
+# Part of the cache section's name: raise it when the team's or the serial loops' kernels change
+# enough that choices measured before no longer hold (2: the packed recurrent GEMM, packed.py).
+KERNELS_VERSION = 2
 CHOICES = ("team", "serial")
 # The probe: PROBE_STEPS time steps, ROUNDS rounds; in each, each path runs one untimed call (so
 # that the timed one follows a call of its own kind, as in a training or inference loop) and one
@@ -70,7 +73,7 @@ def use_team(cell: int, use_relu: bool, training: bool, rows: int, inputs: int, 
     global _loaded_for
     key = shape_key(cell, use_relu, training, rows, inputs, hidden, dtype)
     with _lock:
-        section = gemm.machine_id()
+        section = _section()
         if _loaded_for != section:
             _choices.clear()
             _choices.update({k: v for k, v in gemm.read_cache_file(CACHE_FILE).get(section, {}).items()
@@ -80,6 +83,10 @@ def use_team(cell: int, use_relu: bool, training: bool, rows: int, inputs: int, 
             _choices[key] = measure(cell, use_relu, training, rows, inputs, hidden, dtype)
             gemm.save_cache_section(CACHE_FILE, section, _choices)
         return _choices[key] == "team"
+
+
+def _section() -> str:
+    return f"{gemm.machine_id()} | team kernels {KERNELS_VERSION}"
 
 
 def measure(cell: int, use_relu: bool, training: bool, rows: int, inputs: int, hidden: int,
@@ -126,7 +133,7 @@ def measure(cell: int, use_relu: bool, training: bool, rows: int, inputs: int, h
 
 def report() -> list[str]:
     """The cached choices for this machine, for `fastrnn info`."""
-    entries = gemm.read_cache_file(CACHE_FILE).get(gemm.machine_id(), {})
+    entries = gemm.read_cache_file(CACHE_FILE).get(_section(), {})
     if not entries:
         return ["  no loop shape measured yet"]
     return [f"  {key:40s} {choice}" for key, choice in sorted(entries.items())]

@@ -23,7 +23,7 @@ from typing import Optional
 import numpy as np
 from numba import njit
 
-from . import team, team_choice
+from . import packed, team, team_choice
 from . import gru, lstm, rnn
 from ._rows import visited_time
 from ._spin import arrive_and_wait
@@ -35,15 +35,17 @@ GATES = {LSTM: 4, GRU: 3, RNN: 1}
 
 
 @njit(**_JIT)
-def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih_t, w_hh_t, gates, gh,
-                 bias, bias_hn, h_bufs, c, lens, reverse, out, h_prev, c_prev, bounds, flags):
+def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih_t, w_hh_packed,
+                 w_hh_offsets, gates, gh, bias, bias_hn, h_bufs, c, lens, reverse, out, h_prev,
+                 c_prev, bounds, flags):
     """One member's share of a forward (inference, or training for LSTM and RNN).
 
     x2d      (T*N, I)   the input, C-contiguous.
     w_ih_t   (I*G,)     each member's gate rows of W_ih, transposed: member p's (I, width_p)
                         block, C-contiguous, at I*G_p (G_p its first team-order gate column), so
                         that its slice of W streams from one contiguous region of its own cache;
-    w_hh_t   (H*G,)     the same for W_hh.
+    w_hh_packed, w_hh_offsets   each member's (H, width_p) block of W_hh^T (the same gate rows),
+                        packed into panels for packed.matmul_into (packed.pack_blocks).
     gates    (T, N, G)  scratch for the projection, team order; when training, left holding the
                         activated gates (the cells' backward cache, team order);
     gh       (N, G)     scratch, team order.
@@ -67,11 +69,11 @@ def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih_t, w_h
     team.gemm_into(fn, x2d, w_ih_t[I * b0:I * b1].reshape(I, b1 - b0),
                    gates.reshape(T * N, G)[:, b0:b1], 0.0)
     bias_p = bias[b0:b1]
-    w_p = w_hh_t[H * b0:H * b1].reshape(H, b1 - b0)
+    w_p = packed.member_panels(w_hh_packed, w_hh_offsets, member, H)
     for s in range(T):
         cur = h_bufs[s % 2]
         nxt = h_bufs[(s + 1) % 2]
-        team.gemm_into(fn, cur, w_p, gh[:, b0:b1], 0.0)
+        packed.matmul_into(cur, w_p, gh[:, b0:b1])
         for n in range(N):
             t = visited_time(s, lens[n], reverse)
             hn = nxt[n, j0:j1]
@@ -105,6 +107,11 @@ def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih_t, w_h
             else:
                 rnn.cell_row(g, ghn, bias_p, False, hn, o_t, False)
         arrive_and_wait(flags, member, members, s + 1)
+
+
+def _member_rows(w: np.ndarray, order: np.ndarray, bounds: np.ndarray, n_gates: int):
+    """w (G, K) -> each member's team-order gate rows, transposed: a list of (K, width_p) views."""
+    return [w[order[n_gates * bounds[p]:n_gates * bounds[p + 1]]].T for p in range(len(bounds) - 1)]
 
 
 def _member_blocks(w: np.ndarray, order: np.ndarray, bounds: np.ndarray, n_gates: int):
@@ -152,7 +159,7 @@ def _run_forward(cell: int, x, w_ih, w_hh, bias, h0, lens, reverse, c0, bias_hn,
     bounds = team.unit_bounds(H, members)
     order = team.gate_order(H, GATES[cell], bounds)
     w_ih_t = _member_blocks(w_ih, order, bounds, GATES[cell])
-    w_hh_t = _member_blocks(w_hh, order, bounds, GATES[cell])
+    w_hh_packed = packed.pack_blocks(_member_rows(w_hh, order, bounds, GATES[cell]))
     bias_p = np.ascontiguousarray(bias[order])
     gates = np.empty((T, N, len(order)), dtype=dtype)
     gh = np.empty((N, len(order)), dtype=dtype)
@@ -165,7 +172,7 @@ def _run_forward(cell: int, x, w_ih, w_hh, bias, h0, lens, reverse, c0, bias_hn,
     c_prev = (np.empty((T, N, H), dtype=dtype) if training and cell == LSTM
               else np.empty((0, 0, 0), dtype=dtype))
     args = (cell, bool(use_relu), training, team.gemm_address(dtype),
-            np.ascontiguousarray(x).reshape(T * N, I), w_ih_t, w_hh_t, gates, gh, bias_p, hn_bias,
+            np.ascontiguousarray(x).reshape(T * N, I), w_ih_t, *w_hh_packed, gates, gh, bias_p, hn_bias,
             h_bufs, c, lens, reverse, out, h_prev, c_prev, bounds, team.new_flags(members))
     if not team.try_run(members, forward_loop, args):
         return None

@@ -1,0 +1,181 @@
+"""fastrnn's own GEMM for the recurrent products on the thread team: W packed once per call into
+column panels, every step's product run by a register-tiled SIMD kernel written in LLVM IR.
+
+Why: a team member multiplies the same slice of W_hh every step, (N, K) @ (K, width) with N a
+batch of a few dozen rows. OpenBLAS repacks W on every call, and two single-threaded OpenBLAS
+calls in one process slow each other down (measured on 2 Zen 2 cores, (32, 256) @ (256, 512):
+120 us alone, 170-215 us each side by side). Packed once, the product below ran 107 us alone
+(78 GFLOP/s, one core) and 116-126 us each side by side.
+
+Layout. W (K, M) is cut into P = ceil(M / PW) panels of PW columns (PW = two SIMD vectors: 16
+float32 or 8 float64 on a 32-byte vector), each stored (K, PW) C-contiguous, the last one padded
+with zeros: packed (P, K, PW). The kernel computes a tile of C, ROWS rows by PW columns, keeping
+the 2*ROWS accumulator vectors in registers over the whole K loop: per k it loads two vectors of
+the panel, broadcasts ROWS values of A and issues 2*ROWS fused multiply-adds. Panels outside,
+row blocks inside, so a panel (K * PW elements: 16 KiB at K = 256) stays in L1 while every row
+block of A passes over it. Rows and columns that do not fill a tile go through a zero-padded copy.
+
+The FMAs are llvm.fma vector intrinsics: fused on any CPU with FMA (x86-64-v3 and later, every
+AArch64), a correct (slow) library call elsewhere.
+"""
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+ROWS = 4              # rows of C per tile
+VECTOR_BYTES = 32     # one SIMD vector (AVX2); AVX-512 machines run it too
+
+
+def panel_width(dtype) -> int:
+    """PW: the columns of one panel, two vectors of the dtype."""
+    return 2 * VECTOR_BYTES // np.dtype(dtype).itemsize
+
+
+@intrinsic
+def _tile(typingctx, k, a, lda, b, c, ldc, like):
+    """C[0:ROWS, 0:PW] = A[0:ROWS, 0:k] @ Bp[0:k, 0:PW] (C overwritten). a, b, c: data addresses
+    (int64) of A's first row, the panel and C's first row; lda, ldc: row strides in elements; the
+    panel is (k, PW) C-contiguous. like: any value of the dtype (float32 or float64)."""
+    if like == types.float32:
+        lanes, real_t, suffix = 8, ir.FloatType(), "v8f32"
+    elif like == types.float64:
+        lanes, real_t, suffix = 4, ir.DoubleType(), "v4f64"
+    else:
+        return None
+
+    def codegen(context, builder, sig, args):
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+        vec = ir.VectorType(real_t, lanes)
+        k_n, a_i, lda_v, b_i, c_i, ldc_v = (context.cast(builder, args[i], sig.args[i], types.int64)
+                                            for i in range(6))
+        real_p, vec_p = real_t.as_pointer(), vec.as_pointer()
+        a_p = builder.inttoptr(a_i, real_p)
+        b_p = builder.inttoptr(b_i, real_p)
+        c_p = builder.inttoptr(c_i, real_p)
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]),
+                                             f"llvm.fma.{suffix}")
+        zero = ir.Constant(vec, [0.0] * lanes)
+        splat_mask = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
+
+        def load_vec(base, offset):
+            return builder.load(builder.bitcast(builder.gep(base, [offset]), vec_p), align=1)
+
+        entry = builder.block
+        head = builder.append_basic_block("tile.head")
+        body = builder.append_basic_block("tile.body")
+        done = builder.append_basic_block("tile.done")
+        builder.branch(head)
+
+        builder.position_at_end(head)
+        kk = builder.phi(i64)
+        kk.add_incoming(ir.Constant(i64, 0), entry)
+        accs = []
+        for _ in range(2 * ROWS):
+            acc = builder.phi(vec)
+            acc.add_incoming(zero, entry)
+            accs.append(acc)
+        builder.cbranch(builder.icmp_signed("<", kk, k_n), body, done)
+
+        builder.position_at_end(body)
+        b_off = builder.mul(kk, ir.Constant(i64, 2 * lanes))
+        b0 = load_vec(b_p, b_off)
+        b1 = load_vec(b_p, builder.add(b_off, ir.Constant(i64, lanes)))
+        updated = []
+        for r in range(ROWS):
+            a_val = builder.load(builder.gep(a_p, [builder.add(builder.mul(ir.Constant(i64, r), lda_v), kk)]))
+            one = builder.insert_element(ir.Constant(vec, ir.Undefined), a_val, ir.Constant(i32, 0))
+            splat = builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined), splat_mask)
+            updated.append(builder.call(fma, [splat, b0, accs[2 * r]]))
+            updated.append(builder.call(fma, [splat, b1, accs[2 * r + 1]]))
+        body_end = builder.block
+        kk.add_incoming(builder.add(kk, ir.Constant(i64, 1)), body_end)
+        for acc, value in zip(accs, updated):
+            acc.add_incoming(value, body_end)
+        builder.branch(head)
+
+        builder.position_at_end(done)
+        for r in range(ROWS):
+            row = builder.mul(ir.Constant(i64, r), ldc_v)
+            for half in range(2):
+                target = builder.gep(c_p, [builder.add(row, ir.Constant(i64, half * lanes))])
+                builder.store(accs[2 * r + half], builder.bitcast(target, vec_p), align=1)
+        return context.get_dummy_value()
+
+    return types.void(types.int64, types.int64, types.int64, types.int64, types.int64, types.int64,
+                      like), codegen
+
+
+def pack(w: np.ndarray) -> np.ndarray:
+    """W (K, M) (any strides) -> its panels (P, K, PW), C-contiguous, the last zero-padded."""
+    K, M = w.shape
+    pw = panel_width(w.dtype)
+    panels = -(-M // pw)
+    packed = np.zeros((panels, K, pw), dtype=w.dtype)
+    for p in range(panels):
+        cols = min(pw, M - p * pw)
+        packed[p, :, :cols] = w[:, p * pw:p * pw + cols]
+    return packed
+
+
+def pack_blocks(blocks) -> tuple[np.ndarray, np.ndarray]:
+    """Each team member's W block (K, M_p) packed, one after the other: (flat, offsets), member p's
+    panels at flat[offsets[p]:offsets[p+1]] (member_panels gives them back as (P_p, K, PW))."""
+    packs = [pack(b) for b in blocks]
+    offsets = np.zeros(len(packs) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([p.size for p in packs])
+    flat = np.concatenate([p.ravel() for p in packs]) if packs else np.empty(0)
+    return flat, offsets
+
+
+@njit(cache=True, nogil=True)
+def member_panels(flat, offsets, member, K):
+    """Member p's panels (P_p, K, PW) from pack_blocks' (flat, offsets)."""
+    PW = 2 * VECTOR_BYTES // flat.itemsize
+    part = flat[offsets[member]:offsets[member + 1]]
+    return part.reshape(part.shape[0] // (K * PW), K, PW)
+
+
+@njit(cache=True, nogil=True)
+def matmul_into(a, packed, c):
+    """c (N, M) = a (N, K) @ W, with W given as pack(W) (P, K, PW), P*PW >= M; c overwritten.
+
+    a and c are 2-D views whose rows are contiguous (any row stride), in packed's dtype; c must not
+    alias a or packed. Single-threaded: each team member calls it on its own slice.
+    """
+    N, K = a.shape
+    M = c.shape[1]
+    P, _, PW = packed.shape
+    if N == 0 or M == 0:
+        return
+    size = a.itemsize
+    lda = a.strides[0] // size
+    ldc = c.strides[0] // size
+    like = c.dtype.type(0)
+    full = N - N % ROWS
+    spare = N - full
+    a_pad = np.zeros((ROWS, K), dtype=a.dtype)      # the rows below the last full block
+    for r in range(spare):
+        a_pad[r, :] = a[full + r]
+    c_pad = np.empty((ROWS, PW), dtype=c.dtype)
+    a0, c0 = a.ctypes.data, c.ctypes.data
+    for p in range(P):
+        panel = packed[p].ctypes.data
+        col = p * PW
+        cols = min(PW, M - col)
+        for r0 in range(0, full, ROWS):
+            if cols == PW:
+                _tile(K, a0 + r0 * lda * size, lda, panel, c0 + (r0 * ldc + col) * size, ldc, like)
+            else:
+                _tile(K, a0 + r0 * lda * size, lda, panel, c_pad.ctypes.data, PW, like)
+                for r in range(ROWS):
+                    for j in range(cols):
+                        c[r0 + r, col + j] = c_pad[r, j]
+        if spare:
+            _tile(K, a_pad.ctypes.data, K, panel, c_pad.ctypes.data, PW, like)
+            for r in range(spare):
+                for j in range(cols):
+                    c[full + r, col + j] = c_pad[r, j]

@@ -1,0 +1,51 @@
+"""fastrnn/cpu/packed.py: the packed recurrent GEMM of the thread team, against NumPy's matmul."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastrnn import dispatch
+from fastrnn.numerics import SAME_BACKEND_PATHS, relative_error
+
+pytestmark = pytest.mark.skipif(dispatch.unavailable_reason("numba") is not None,
+                                reason=f"numba backend unavailable: {dispatch.unavailable_reason('numba')}")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("N, K, M", [(32, 256, 512), (4, 16, 16), (5, 13, 67), (3, 7, 9),
+                                     (1, 1, 1), (33, 100, 70), (8, 64, 8)])
+def test_matmul_into_matches_numpy(dtype, N, K, M):
+    """Full tiles, rows and columns that do not fill one (the zero-padded paths), into a column
+    slice of a wider array whose other columns stay untouched, from a strided row view of A."""
+    from fastrnn.cpu import packed
+
+    rng = np.random.default_rng(N * 1000 + K + M)
+    a_wide = rng.uniform(-1, 1, (N, K + 3)).astype(dtype)
+    a = a_wide[:, 2:2 + K]
+    w = rng.uniform(-1, 1, (M, K)).astype(dtype).T          # (K, M), not contiguous
+    c = np.full((N, M + 5), 7.0, dtype=dtype)
+    panels = packed.pack(w)
+    assert panels.shape == (-(-M // packed.panel_width(dtype)), K, packed.panel_width(dtype))
+    packed.matmul_into(a, panels, c[:, 2:2 + M])
+    assert relative_error(c[:, 2:2 + M], a @ w) < SAME_BACKEND_PATHS[dtype]
+    assert (c[:, :2] == 7).all() and (c[:, 2 + M:] == 7).all()
+
+
+def test_members_get_their_own_panels():
+    from fastrnn.cpu import packed
+
+    rng = np.random.default_rng(0)
+    blocks = [rng.standard_normal((24, 40)), rng.standard_normal((24, 9))]
+    flat, offsets = packed.pack_blocks(blocks)
+    a = rng.standard_normal((6, 24))
+    for member, block in enumerate(blocks):
+        out = np.empty((6, block.shape[1]))
+        packed.matmul_into(a, packed.member_panels(flat, offsets, member, 24), out)
+        assert relative_error(out, a @ block) < SAME_BACKEND_PATHS["float64"]
+
+
+def test_empty_product_writes_nothing():
+    from fastrnn.cpu import packed
+
+    c = np.empty((0, 5), dtype=np.float32)
+    packed.matmul_into(np.empty((0, 3), np.float32), packed.pack(np.ones((3, 5), np.float32)), c)
