@@ -31,17 +31,16 @@ def test_matmul_into_matches_numpy(dtype, N, K, M):
     assert (c[:, :2] == 7).all() and (c[:, 2 + M:] == 7).all()
 
 
-def test_members_get_their_own_panels():
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_team_members_pack_their_rows_as_pack_does(dtype):
+    """The jitted packers a team member runs on W in PyTorch's layout give pack()'s panels."""
     from fastrnn.cpu import packed
 
     rng = np.random.default_rng(0)
-    blocks = [rng.standard_normal((24, 40)), rng.standard_normal((24, 9))]
-    flat, offsets = packed.pack_blocks(blocks)
-    a = rng.standard_normal((6, 24))
-    for member, block in enumerate(blocks):
-        out = np.empty((6, block.shape[1]))
-        packed.matmul_into(a, packed.member_panels(flat, offsets, member, 24), out)
-        assert relative_error(out, a @ block) < SAME_BACKEND_PATHS["float64"]
+    w = rng.standard_normal((40, 24)).astype(dtype)          # (G, K)
+    rows = np.array([3, 17, 5, 39, 0, 8, 9, 10, 11, 12, 13, 14, 15, 16, 30, 31, 32, 33, 2])
+    assert np.array_equal(packed.pack_rows_transposed(w, rows), packed.pack(w[rows].T))
+    assert np.array_equal(packed.pack_row_block(w, rows, 5, 22), packed.pack(w[rows, 5:22]))
 
 
 def test_empty_product_writes_nothing():

@@ -177,6 +177,12 @@ def test_gemm_into_strided_views(team, dtype):
     want[:, 10:17] = a @ b_wide[:, 4:11]
     assert relative_error(c_wide, want) < SAME_BACKEND_PATHS[dtype]
     assert np.array_equal(c_wide[:, :10], before[:, :10]), "columns outside the view are untouched"
+    a_t = np.ascontiguousarray(a.T)                      # (9, 5): the transposed-A form
+    team.gemm_tn_into(fn, a_t, b_wide[:, 4:11], c_wide[:, 10:17], 0.0)
+    assert relative_error(c_wide[:, 10:17], a @ b_wide[:, 4:11]) < SAME_BACKEND_PATHS[dtype]
+    b_t = np.ascontiguousarray(b_wide[:, 4:11].T)       # (7, 9): the transposed-B form
+    team.gemm_nt_into(fn, a, b_t, c_wide[:, 10:17], 0.0)
+    assert relative_error(c_wide[:, 10:17], a @ b_wide[:, 4:11]) < SAME_BACKEND_PATHS[dtype]
 
 
 def test_blas_thread_count_is_restored(team):
@@ -287,7 +293,8 @@ def auto_choice(team, monkeypatch, tmp_path):
     monkeypatch.setenv("FASTRNN_TEAM", "auto")
     monkeypatch.setenv("FASTRNN_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(team_choice, "_loaded_for", None)
-    monkeypatch.setattr(team_choice, "_choices", {})
+    monkeypatch.setattr(team_choice, "_costs", {})
+    monkeypatch.setattr(team_choice, "SETTLE_S", 0.0)
     return team_choice
 
 
@@ -307,9 +314,9 @@ def test_choice_is_measured_once_and_cached_on_disk(auto_choice, monkeypatch, tm
     second = _train("lstm", d)
     assert len(measured) == 1, "one training shape, one measurement"
     saved = (tmp_path / auto_choice.CACHE_FILE).read_text()
-    assert "lstm training float64 4x8x64" in saved
+    assert "lstm training float64 4x8x64" in saved and '"team"' in saved and '"serial"' in saved
     monkeypatch.setattr(auto_choice, "_loaded_for", None)     # as a new process: from the file
-    monkeypatch.setattr(auto_choice, "_choices", {})
+    monkeypatch.setattr(auto_choice, "_costs", {})
     _train("lstm", d)
     assert len(measured) == 1
     reference = _train_reference("lstm", d)
@@ -317,16 +324,19 @@ def test_choice_is_measured_once_and_cached_on_disk(auto_choice, monkeypatch, tm
         _assert_same(got, reference, "float64")
 
 
-def test_choice_is_obeyed(auto_choice, team, monkeypatch):
-    """A cached "serial" keeps the team idle; a cached "team" runs it."""
-    d = _inputs("rnn_tanh", 3, 4, 8, 64, "float64", seed=10)
+def test_choice_is_obeyed_at_each_sequence_length(auto_choice, team, monkeypatch):
+    """Cached costs where the team pays more per call but less per step: short sequences run
+    serially, long ones on the team."""
+    d = {T: _inputs("rnn_tanh", T, 4, 8, 64, "float64", seed=10) for T in (3, 40)}
     key = auto_choice.shape_key(auto_choice.RNN, False, False, 4, 8, 64, "float64")
-    for choice, delta in (("serial", 0), ("team", 1)):
-        monkeypatch.setitem(auto_choice._choices, key, choice)
-        monkeypatch.setattr(auto_choice, "_loaded_for", auto_choice._section())
+    costs = {"team": [1e-3, 1e-5], "serial": [1e-4, 4e-5]}    # crossover at 32 steps (MARGIN)
+    assert auto_choice.crossover(costs) == 32
+    monkeypatch.setitem(auto_choice._costs, key, costs)
+    monkeypatch.setattr(auto_choice, "_loaded_for", auto_choice._section())
+    for T, delta in ((3, 0), (40, 1)):
         runs = team.runs
-        _forward("rnn_tanh", d)
-        assert team.runs == runs + delta, choice
+        _forward("rnn_tanh", d[T])
+        assert team.runs == runs + delta, T
 
 
 def test_unknown_team_setting_is_an_error(auto_choice, monkeypatch):
@@ -337,9 +347,10 @@ def test_unknown_team_setting_is_an_error(auto_choice, monkeypatch):
 
 
 def test_info_reports_the_choices(auto_choice, team):
-    auto_choice._choices["lstm inference float32 32x256x256"] = "team"
+    auto_choice._costs["lstm inference float32 32x256x256"] = {"team": [1e-3, 1e-4],
+                                                               "serial": [1e-4, 2e-4]}
     auto_choice.gemm.save_cache_section(auto_choice.CACHE_FILE, auto_choice._section(),
-                                        auto_choice._choices)
+                                        auto_choice._costs)
     text = team.report()
     assert "measured per shape on first use" in text
-    assert "lstm inference float32 32x256x256" in text and "team" in text
+    assert "lstm inference float32 32x256x256" in text and "team from T = 10" in text

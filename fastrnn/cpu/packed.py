@@ -121,22 +121,32 @@ def pack(w: np.ndarray) -> np.ndarray:
     return packed
 
 
-def pack_blocks(blocks) -> tuple[np.ndarray, np.ndarray]:
-    """Each team member's W block (K, M_p) packed, one after the other: (flat, offsets), member p's
-    panels at flat[offsets[p]:offsets[p+1]] (member_panels gives them back as (P_p, K, PW))."""
-    packs = [pack(b) for b in blocks]
-    offsets = np.zeros(len(packs) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([p.size for p in packs])
-    flat = np.concatenate([p.ravel() for p in packs]) if packs else np.empty(0)
-    return flat, offsets
+@njit(cache=True, nogil=True)
+def pack_rows_transposed(w, rows):
+    """pack(w[rows, :].T), built by a team member from W in PyTorch's layout: B (K, M) with
+    K = w.shape[1], M = len(rows), B[k, col] = w[rows[col], k] (the forward's h W_hh^T)."""
+    K, M = w.shape[1], rows.shape[0]
+    PW = 2 * VECTOR_BYTES // w.itemsize
+    out = np.zeros(((M + PW - 1) // PW, K, PW), dtype=w.dtype)
+    for col in range(M):
+        src = w[rows[col]]
+        p, j = col // PW, col % PW
+        for k in range(K):
+            out[p, k, j] = src[k]
+    return out
 
 
 @njit(cache=True, nogil=True)
-def member_panels(flat, offsets, member, K):
-    """Member p's panels (P_p, K, PW) from pack_blocks' (flat, offsets)."""
-    PW = 2 * VECTOR_BYTES // flat.itemsize
-    part = flat[offsets[member]:offsets[member + 1]]
-    return part.reshape(part.shape[0] // (K * PW), K, PW)
+def pack_row_block(w, rows, j0, j1):
+    """pack(w[rows, j0:j1]): B (K, M) with K = len(rows), M = j1 - j0 (the backward's dG W_hh)."""
+    K, M = rows.shape[0], j1 - j0
+    PW = 2 * VECTOR_BYTES // w.itemsize
+    out = np.zeros(((M + PW - 1) // PW, K, PW), dtype=w.dtype)
+    for k in range(K):
+        src = w[rows[k]]
+        for col in range(M):
+            out[col // PW, k, col % PW] = src[j0 + col]
+    return out
 
 
 @njit(cache=True, nogil=True)

@@ -102,16 +102,17 @@ def _numpy_blas() -> Optional[_Blas]:
 
 
 @intrinsic
-def _cblas_gemm(typingctx, fn, transa, m, n, k, a, lda, b, ldb, beta, c, ldc):
-    """Row-major C (m, n) = op(A) B (k, n) + beta C through the ILP64 cblas_?gemm at address fn;
-    op(A) is A (m, k), or A^T for A stored (k, m) when transa is _TRANS; a, b, c are data
-    addresses, the ld* their row strides in elements, beta's type picks s or d."""
+def _cblas_gemm(typingctx, fn, transa, transb, m, n, k, a, lda, b, ldb, beta, c, ldc):
+    """Row-major C (m, n) = op(A) op(B) + beta C through the ILP64 cblas_?gemm at address fn;
+    op(A) is A (m, k), or A^T for A stored (k, m) when transa is _TRANS; op(B) is B (k, n), or B^T
+    for B stored (n, k) when transb is _TRANS; a, b, c are data addresses, the ld* their row
+    strides in elements, beta's type picks s or d."""
     if not isinstance(beta, types.Float):
         return None
 
     def codegen(context, builder, sig, args):
         i32, i64 = ir.IntType(32), ir.IntType(64)
-        real = context.get_value_type(sig.args[9])
+        real = context.get_value_type(sig.args[10])
         ptr = ir.IntType(8).as_pointer()
         fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, i64, i64, i64, real, ptr, i64, ptr,
                                                i64, real, ptr, i64])
@@ -124,40 +125,46 @@ def _cblas_gemm(typingctx, fn, transa, m, n, k, a, lda, b, ldb, beta, c, ldc):
         def as_ptr(i):
             return builder.inttoptr(as_int(i), ptr)
 
-        op_a = builder.trunc(as_int(1), i32)
-        builder.call(target, [ir.Constant(i32, _ROW_MAJOR), op_a, ir.Constant(i32, _NO_TRANS),
-                              as_int(2), as_int(3), as_int(4), ir.Constant(real, 1.0), as_ptr(5),
-                              as_int(6), as_ptr(7), as_int(8), args[9], as_ptr(10), as_int(11)])
+        builder.call(target, [ir.Constant(i32, _ROW_MAJOR), builder.trunc(as_int(1), i32),
+                              builder.trunc(as_int(2), i32), as_int(3), as_int(4), as_int(5),
+                              ir.Constant(real, 1.0), as_ptr(6), as_int(7), as_ptr(8), as_int(9),
+                              args[10], as_ptr(11), as_int(12)])
         return context.get_dummy_value()
 
-    return types.void(fn, transa, m, n, k, a, lda, b, ldb, beta, c, ldc), codegen
+    return types.void(fn, transa, transb, m, n, k, a, lda, b, ldb, beta, c, ldc), codegen
+
+
+@njit(**_JIT)
+def _gemm(fn, transa, transb, a, b, c, beta):
+    """c = op(a) @ op(b) + beta * c on 2-D views whose rows are contiguous (any row stride)."""
+    m, n = c.shape
+    k = a.shape[0] if transa == _TRANS else a.shape[1]
+    if m == 0 or n == 0:
+        return
+    size = a.itemsize
+    _cblas_gemm(fn, transa, transb, m, n, k, a.ctypes.data, max(a.strides[0] // size, a.shape[1]),
+                b.ctypes.data, max(b.strides[0] // size, b.shape[1]), c.dtype.type(beta),
+                c.ctypes.data, max(c.strides[0] // size, n))
 
 
 @njit(**_JIT)
 def gemm_into(fn, a, b, c, beta):
     """c (m, n) = a (m, k) @ b (k, n) + beta * c, single-threaded, on 2-D views whose rows are
     contiguous (any row stride); fn is the cblas_?gemm address of their dtype."""
-    m, k = a.shape
-    n = b.shape[1]
-    if m == 0 or n == 0:
-        return
-    size = a.itemsize
-    _cblas_gemm(fn, _NO_TRANS, m, n, k, a.ctypes.data, max(a.strides[0] // size, k), b.ctypes.data,
-                max(b.strides[0] // size, n), c.dtype.type(beta), c.ctypes.data,
-                max(c.strides[0] // size, n))
+    _gemm(fn, _NO_TRANS, _NO_TRANS, a, b, c, beta)
 
 
 @njit(**_JIT)
 def gemm_tn_into(fn, a, b, c, beta):
     """c (m, n) = a (k, m)^T @ b (k, n) + beta * c, as gemm_into (the weight gradients' form)."""
-    k, m = a.shape
-    n = b.shape[1]
-    if m == 0 or n == 0:
-        return
-    size = a.itemsize
-    _cblas_gemm(fn, _TRANS, m, n, k, a.ctypes.data, max(a.strides[0] // size, m), b.ctypes.data,
-                max(b.strides[0] // size, n), c.dtype.type(beta), c.ctypes.data,
-                max(c.strides[0] // size, n))
+    _gemm(fn, _TRANS, _NO_TRANS, a, b, c, beta)
+
+
+@njit(**_JIT)
+def gemm_nt_into(fn, a, b, c, beta):
+    """c (m, n) = a (m, k) @ b (n, k)^T + beta * c, as gemm_into (x W^T with W in PyTorch's
+    layout)."""
+    _gemm(fn, _NO_TRANS, _TRANS, a, b, c, beta)
 
 
 # -- the team -------------------------------------------------------------------------------------

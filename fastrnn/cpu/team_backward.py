@@ -32,8 +32,8 @@ _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 
 @njit(**_JIT)
-def backward_loop(member, members, cell, use_relu, fn, gates, c_prev, dout, dh, dc, w_hh_packed,
-                  w_hh_offsets, dgates, db, reverse, bounds, flags, x2d, h_prev2d, w_ih_team, dx2d, dw_ih, dw_hh):
+def backward_loop(member, members, cell, use_relu, fn, gates, c_prev, dout, dh, dc, w_hh, order,
+                  dgates, db, reverse, bounds, flags, x2d, h_prev2d, w_ih_team, dx2d, dw_ih, dw_hh):
     """One member's share of the backward of a full-length batch: the recurrence, then its share of
     the whole-sequence products (no BLAS threads wake during a team call).
 
@@ -41,8 +41,8 @@ def backward_loop(member, members, cell, use_relu, fn, gates, c_prev, dout, dh, 
     c_prev       (T, N, H)  LSTM: the cell state each step started from (unused for RNN).
     dout         (T, N, H)  the output's gradient.
     dh, dc       (N, H)     in: gradients of h_n (c_n); out: of h0 (c0). dc unused for RNN.
-    w_hh_packed, w_hh_offsets  member p's (G, width_p) block of W_hh (rows in team order,
-                            columns j0:j1), packed for packed.matmul_into (packed.pack_blocks).
+    w_hh         (G, H)     in PyTorch's layout; member p packs W_hh[order, j0:j1] (packed.py) at
+                            the start of the call;  order (G,) the team order (TeamLayout).
     dgates       (T, N, G)  out: pre-activation gradients, team order.
     db           (G,) float64  accumulates the bias gradient, team order (members add disjoint
                             columns).
@@ -58,7 +58,7 @@ def backward_loop(member, members, cell, use_relu, fn, gates, c_prev, dout, dh, 
     n_gates = 4 if cell == LSTM else 1
     j0, j1 = bounds[member], bounds[member + 1]
     b0, b1 = n_gates * j0, n_gates * j1
-    w_p = packed.member_panels(w_hh_packed, w_hh_offsets, member, G)
+    w_p = packed.pack_row_block(w_hh, order, j0, j1)
     db_p = db[b0:b1]
     for s in range(T - 1, -1, -1):
         t = T - 1 - s if reverse else s
@@ -95,10 +95,6 @@ def try_backward(cell: int, cache, dout: np.ndarray, dh: np.ndarray, dc: Optiona
     T, N, G = gates.shape
     I, H = x.shape[2], dh.shape[1]
     dtype = gates.dtype
-    w_team = cache.w_hh[layout.order]
-    bounds = layout.bounds
-    w_packed = packed.pack_blocks([w_team[:, bounds[p]:bounds[p + 1]]
-                                   for p in range(layout.members)])
     dgates = np.empty_like(gates)
     db = np.zeros(G, dtype=np.float64)
     dc_arg = dc if dc is not None else np.empty((0, 0), dtype=dtype)
@@ -107,7 +103,7 @@ def try_backward(cell: int, cache, dout: np.ndarray, dh: np.ndarray, dc: Optiona
     dw_ih = np.empty((G, I), dtype=dtype)
     dw_hh = np.empty((G, H), dtype=dtype)
     args = (cell, bool(use_relu), team.gemm_address(dtype), gates, c_prev, dout, dh, dc_arg,
-            *w_packed, dgates, db, cache.reverse, layout.bounds, team.new_flags(layout.members),
+            np.ascontiguousarray(cache.w_hh), layout.order, dgates, db, cache.reverse, layout.bounds, team.new_flags(layout.members),
             np.ascontiguousarray(x).reshape(T * N, I), cache.h_prev.reshape(T * N, H),
             np.ascontiguousarray(cache.w_ih[layout.order]), dx.reshape(T * N, I), dw_ih, dw_hh)
     if not team.try_run(layout.members, backward_loop, args):

@@ -1,13 +1,20 @@
-"""Team or serial loops: which one a loop shape runs is measured on this machine on first use.
+"""Team or serial loops: which one a loop runs is measured on this machine on first use.
 
-The thread team (team.py) wins where one core's single-threaded GEMM on its slice of W_hh beats
-the serial loop's BLAS call on the whole of it: on 2 Zen 4 cores LSTM inference (32, 256) ran 1.4x
-faster on the team. Where two single-threaded OpenBLAS GEMMs in one process slow each other down
-(measured on 2 Zen 2 cores: 120 us alone, 170-215 us each side by side, while two processes ran
-122 us each), it does not, and the serial loops are as fast or faster. So, as for the GEMM
-providers (gemm.py), the first call of a shape times both on a short probe sequence of the same
-batch, input and hidden size (PROBE_STEPS steps; a training shape times forward and backward),
-and caches the choice on disk beside the GEMM choices, keyed by the same machine section.
+The thread team (team.py) wins where its members' per-step products on their own slices of W_hh
+(packed.py) and their halves of the pointwise work beat the serial loop's BLAS call on the whole;
+it pays a fixed cost per call (packing its weight blocks, waking its workers). How the two compare
+depends on the machine: on 2 Zen 4 cores the team ran LSTM inference (32, 256) 1.4x faster, on 2
+Zen 2 cores the two paths came out close. So, as for the GEMM providers (gemm.py), the first call
+of a shape (cell, mode, dtype, batch, input and hidden size) times both paths on probe sequences of
+SHORT_STEPS and LONG_STEPS steps (a training shape: forward and backward), fits each path's cost
+as fixed + steps * per_step, and caches the two lines on disk beside the GEMM choices; every call
+then takes the path that is cheaper at its own sequence length (the team only when it wins by
+MARGIN).
+
+The team's calls are timed first, after SETTLE_S of untimed team calls: BLAS threads that an
+earlier serial call woke go on spinning for a while (OpenBLAS: about 0.1 s; measured on Zen 2, LSTM
+training (100, 4, 256) on the team: 37 ms right after serial calls, 13.5 ms once they stopped) and
+would slow the team calls timed meanwhile, which a loop of team calls does not see.
 
 FASTRNN_TEAM: unset or "auto" measures; "1" runs the team wherever it applies (no measuring; the
 tests use it); "0" never runs it (team.unavailable_reason).
@@ -26,20 +33,18 @@ from .team import GRU, LSTM, RNN
 
 CACHE_FILE = "team-choices.json"
 # Part of the cache section's name: raise it when the team's or the serial loops' kernels change
-# enough that choices measured before no longer hold (2: the packed recurrent GEMM, packed.py).
-KERNELS_VERSION = 2
-CHOICES = ("team", "serial")
-# The probe: PROBE_STEPS time steps, ROUNDS rounds; in each, each path runs one untimed call (so
-# that the timed one follows a call of its own kind, as in a training or inference loop) and one
-# timed call; the fastest rounds are compared, and the team must win by MARGIN.
-PROBE_STEPS = 8
-ROUNDS = 5
+# enough that costs measured before no longer hold (3: packed.py, fixed + per-step costs).
+KERNELS_VERSION = 3
+SHORT_STEPS, LONG_STEPS = 4, 24
+ROUNDS = 5            # timed calls per path and length; the fastest counts (noise only adds time)
+SETTLE_S = 0.2        # untimed team calls first, for at least this long (see the docstring)
 MARGIN = 0.03
+PATHS = ("team", "serial")
 
-_choices: dict[str, str] = {}
+_costs: dict[str, dict] = {}    # shape key -> {"team": [fixed_s, per_step_s], "serial": [...]}
 _loaded_for: Optional[str] = None
 _lock = threading.RLock()
-_local = threading.local()          # .forced: True/False while a probe runs one path
+_local = threading.local()      # .forced: True/False while a probe runs one path
 
 
 def mode() -> str:
@@ -61,9 +66,21 @@ def shape_key(cell: int, use_relu: bool, training: bool, rows: int, inputs: int,
             f"{np.dtype(dtype).name} {rows}x{inputs}x{hidden}")
 
 
-def use_team(cell: int, use_relu: bool, training: bool, rows: int, inputs: int, hidden: int,
-             dtype) -> bool:
-    """Whether a loop of this shape runs on the team (the caller has checked that it can)."""
+def _valid(costs) -> bool:
+    return (isinstance(costs, dict) and all(
+        isinstance(costs.get(p), list) and len(costs[p]) == 2 for p in PATHS))
+
+
+def team_wins(costs: dict, steps: int) -> bool:
+    """Whether the team's fitted cost at this sequence length beats the serial one by MARGIN."""
+    (team_fixed, team_step), (serial_fixed, serial_step) = costs["team"], costs["serial"]
+    return team_fixed + steps * team_step < (1 - MARGIN) * (serial_fixed + steps * serial_step)
+
+
+def use_team(cell: int, use_relu: bool, training: bool, steps: int, rows: int, inputs: int,
+             hidden: int, dtype) -> bool:
+    """Whether a loop of this shape and length runs on the team (the caller has checked that it
+    can)."""
     forced = getattr(_local, "forced", None)
     if forced is not None:
         return forced
@@ -75,14 +92,14 @@ def use_team(cell: int, use_relu: bool, training: bool, rows: int, inputs: int, 
     with _lock:
         section = _section()
         if _loaded_for != section:
-            _choices.clear()
-            _choices.update({k: v for k, v in gemm.read_cache_file(CACHE_FILE).get(section, {}).items()
-                             if v in CHOICES})
+            _costs.clear()
+            _costs.update({k: v for k, v in gemm.read_cache_file(CACHE_FILE).get(section, {}).items()
+                           if _valid(v)})
             _loaded_for = section
-        if key not in _choices:
-            _choices[key] = measure(cell, use_relu, training, rows, inputs, hidden, dtype)
-            gemm.save_cache_section(CACHE_FILE, section, _choices)
-        return _choices[key] == "team"
+        if key not in _costs:
+            _costs[key] = measure(cell, use_relu, training, rows, inputs, hidden, dtype)
+            gemm.save_cache_section(CACHE_FILE, section, _costs)
+        return team_wins(_costs[key], steps)
 
 
 def _section() -> str:
@@ -90,8 +107,9 @@ def _section() -> str:
 
 
 def measure(cell: int, use_relu: bool, training: bool, rows: int, inputs: int, hidden: int,
-            dtype) -> str:
-    """Time the team and the serial loops on a probe of this shape; "team" or "serial"."""
+            dtype) -> dict:
+    """Each path's cost line {"team": [fixed_s, per_step_s], "serial": [...]}, fitted through its
+    fastest calls at SHORT_STEPS and LONG_STEPS steps on random data of this shape."""
     from ..cells import CELLS
     from ..contract import BackwardRequest, ForwardRequest, LayerWeights
     from . import gru, lstm, rnn
@@ -104,36 +122,64 @@ def measure(cell: int, use_relu: bool, training: bool, rows: int, inputs: int, h
     def u(*shape):
         return rng.uniform(-0.5, 0.5, shape).astype(dtype)
 
-    x, h0, dout, dh = u(PROBE_STEPS, rows, inputs), u(rows, hidden), u(PROBE_STEPS, rows, hidden), \
-        u(rows, hidden)
-    c0 = dc = None
-    if spec.has_cell_state:
-        c0, dc = u(rows, hidden), u(rows, hidden)
     weights = LayerWeights(w_ih=u(G, inputs), w_hh=u(G, hidden), b_ih=u(G), b_hh=u(G))
+    h0, dh = u(rows, hidden), u(rows, hidden)
+    c0 = u(rows, hidden) if spec.has_cell_state else None
+    dc = u(rows, hidden) if spec.has_cell_state else None
+    probes = {steps: (u(steps, rows, inputs), u(steps, rows, hidden))
+              for steps in (SHORT_STEPS, LONG_STEPS)}
 
-    def call():
+    def call(steps):
+        x, dout = probes[steps]
         r = module.forward(ForwardRequest(cell=spec, x=x, h0=h0, c0=c0, weights=weights,
                                           training=training))
         if training:
             module.backward(BackwardRequest(cell=spec, cache=r.cache, dout=dout, dh_n=dh, dc_n=dc))
 
-    best = {True: float("inf"), False: float("inf")}
+    costs = {}
     try:
-        for round_ in range(ROUNDS):
-            for on_team in ((True, False) if round_ % 2 == 0 else (False, True)):
-                _local.forced = on_team
-                call()
-                t0 = time.perf_counter()
-                call()
-                best[on_team] = min(best[on_team], time.perf_counter() - t0)
+        for path in PATHS:                      # the team first: see the module docstring
+            _local.forced = path == "team"
+            settle_until = time.perf_counter() + (SETTLE_S if path == "team" else 0.0)
+            call(SHORT_STEPS)
+            while time.perf_counter() < settle_until:
+                call(SHORT_STEPS)
+            best = {}
+            for steps in (SHORT_STEPS, LONG_STEPS):
+                call(steps)
+                samples = []
+                for _ in range(ROUNDS):
+                    t0 = time.perf_counter()
+                    call(steps)
+                    samples.append(time.perf_counter() - t0)
+                best[steps] = min(samples)
+            per_step = max(0.0, (best[LONG_STEPS] - best[SHORT_STEPS]) / (LONG_STEPS - SHORT_STEPS))
+            costs[path] = [max(0.0, best[SHORT_STEPS] - SHORT_STEPS * per_step), per_step]
     finally:
         _local.forced = None
-    return "team" if best[True] < best[False] * (1 - MARGIN) else "serial"
+    return costs
+
+
+def crossover(costs: dict) -> Optional[int]:
+    """The shortest sequence the team takes (None: none up to 100000 steps)."""
+    for steps in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 100000):
+        if team_wins(costs, steps):
+            lo = steps // 2 + 1 if steps > 1 else 1
+            return next(s for s in range(lo, steps + 1) if team_wins(costs, s))
+    return None
 
 
 def report() -> list[str]:
-    """The cached choices for this machine, for `fastrnn info`."""
-    entries = gemm.read_cache_file(CACHE_FILE).get(_section(), {})
+    """The measured shapes for this machine, for `fastrnn info`."""
+    entries = {k: v for k, v in gemm.read_cache_file(CACHE_FILE).get(_section(), {}).items()
+               if _valid(v)}
     if not entries:
         return ["  no loop shape measured yet"]
-    return [f"  {key:40s} {choice}" for key, choice in sorted(entries.items())]
+    lines = []
+    for key, costs in sorted(entries.items()):
+        start = crossover(costs)
+        verdict = "serial" if start is None else f"team from T = {start}"
+        (tf, ts), (sf, ss) = costs["team"], costs["serial"]
+        lines.append(f"  {key:40s} {verdict:18s} (per step: team {ts * 1e6:.0f} us, serial "
+                     f"{ss * 1e6:.0f} us; per call: team {tf * 1e3:.2f} ms, serial {sf * 1e3:.2f} ms)")
+    return lines

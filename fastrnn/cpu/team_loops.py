@@ -35,17 +35,16 @@ GATES = {LSTM: 4, GRU: 3, RNN: 1}
 
 
 @njit(**_JIT)
-def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih_t, w_hh_packed,
-                 w_hh_offsets, gates, gh, bias, bias_hn, h_bufs, c, lens, reverse, out, h_prev,
-                 c_prev, bounds, flags):
+def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih, w_hh, order, gates, gh,
+                 bias, bias_hn, h_bufs, c, lens, reverse, out, h_prev, c_prev, bounds, flags):
     """One member's share of a forward (inference, or training for LSTM and RNN).
 
     x2d      (T*N, I)   the input, C-contiguous.
-    w_ih_t   (I*G,)     each member's gate rows of W_ih, transposed: member p's (I, width_p)
-                        block, C-contiguous, at I*G_p (G_p its first team-order gate column), so
-                        that its slice of W streams from one contiguous region of its own cache;
-    w_hh_packed, w_hh_offsets   each member's (H, width_p) block of W_hh^T (the same gate rows),
-                        packed into panels for packed.matmul_into (packed.pack_blocks).
+    w_ih, w_hh (G, I), (G, H)  in PyTorch's layout (the cells' gate order); member p reads the
+                        rows of its units: gate g's at g*H + j0 : g*H + j1 (contiguous), which are
+                        its team-order columns b0 + g*w : b0 + (g+1)*w (w = j1 - j0).
+    order    (G,)       the team order (team.gate_order): member p packs its W_hh rows
+                        order[b0:b1] for packed.matmul_into at the start of the call.
     gates    (T, N, G)  scratch for the projection, team order; when training, left holding the
                         activated gates (the cells' backward cache, team order);
     gh       (N, G)     scratch, team order.
@@ -64,12 +63,14 @@ def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih_t, w_h
     j0, j1 = bounds[member], bounds[member + 1]
     b0, b1 = n_gates * j0, n_gates * j1
     zero = gates.dtype.type(0)
-    I = x2d.shape[1]
     H = h_bufs.shape[2]
-    team.gemm_into(fn, x2d, w_ih_t[I * b0:I * b1].reshape(I, b1 - b0),
-                   gates.reshape(T * N, G)[:, b0:b1], 0.0)
+    width = j1 - j0
+    gates2d = gates.reshape(T * N, G)
+    for gate in range(n_gates):
+        team.gemm_nt_into(fn, x2d, w_ih[gate * H + j0:gate * H + j1],
+                          gates2d[:, b0 + gate * width:b0 + (gate + 1) * width], 0.0)
     bias_p = bias[b0:b1]
-    w_p = packed.member_panels(w_hh_packed, w_hh_offsets, member, H)
+    w_p = packed.pack_rows_transposed(w_hh, order[b0:b1])
     for s in range(T):
         cur = h_bufs[s % 2]
         nxt = h_bufs[(s + 1) % 2]
@@ -109,22 +110,6 @@ def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih_t, w_h
         arrive_and_wait(flags, member, members, s + 1)
 
 
-def _member_rows(w: np.ndarray, order: np.ndarray, bounds: np.ndarray, n_gates: int):
-    """w (G, K) -> each member's team-order gate rows, transposed: a list of (K, width_p) views."""
-    return [w[order[n_gates * bounds[p]:n_gates * bounds[p + 1]]].T for p in range(len(bounds) - 1)]
-
-
-def _member_blocks(w: np.ndarray, order: np.ndarray, bounds: np.ndarray, n_gates: int):
-    """w (G, K) -> (K*G,): member p's team-order gate rows, transposed to (K, width_p) and
-    C-contiguous, one after the other (forward_loop's w_ih_t, w_hh_t)."""
-    K = w.shape[1]
-    flat = np.empty(w.shape[0] * K, dtype=w.dtype)
-    for p in range(len(bounds) - 1):
-        b0, b1 = n_gates * bounds[p], n_gates * bounds[p + 1]
-        flat[K * b0:K * b1].reshape(K, b1 - b0)[...] = w[order[b0:b1]].T
-    return flat
-
-
 @dataclass
 class TeamLayout:
     """How a team call split the gate columns: what a training forward's cache needs for backward.
@@ -154,12 +139,10 @@ def _run_forward(cell: int, x, w_ih, w_hh, bias, h0, lens, reverse, c0, bias_hn,
     if members == 0 or T == 0:
         return None
     dtype = x.dtype
-    if not team_choice.use_team(cell, bool(use_relu), training, N, I, H, dtype):
+    if not team_choice.use_team(cell, bool(use_relu), training, T, N, I, H, dtype):
         return None
     bounds = team.unit_bounds(H, members)
     order = team.gate_order(H, GATES[cell], bounds)
-    w_ih_t = _member_blocks(w_ih, order, bounds, GATES[cell])
-    w_hh_packed = packed.pack_blocks(_member_rows(w_hh, order, bounds, GATES[cell]))
     bias_p = np.ascontiguousarray(bias[order])
     gates = np.empty((T, N, len(order)), dtype=dtype)
     gh = np.empty((N, len(order)), dtype=dtype)
@@ -172,7 +155,8 @@ def _run_forward(cell: int, x, w_ih, w_hh, bias, h0, lens, reverse, c0, bias_hn,
     c_prev = (np.empty((T, N, H), dtype=dtype) if training and cell == LSTM
               else np.empty((0, 0, 0), dtype=dtype))
     args = (cell, bool(use_relu), training, team.gemm_address(dtype),
-            np.ascontiguousarray(x).reshape(T * N, I), w_ih_t, *w_hh_packed, gates, gh, bias_p, hn_bias,
+            np.ascontiguousarray(x).reshape(T * N, I), np.ascontiguousarray(w_ih),
+            np.ascontiguousarray(w_hh), order, gates, gh, bias_p, hn_bias,
             h_bufs, c, lens, reverse, out, h_prev, c_prev, bounds, team.new_flags(members))
     if not team.try_run(members, forward_loop, args):
         return None
