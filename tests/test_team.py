@@ -354,3 +354,19 @@ def test_info_reports_the_choices(auto_choice, team):
     text = team.report()
     assert "measured per shape on first use" in text
     assert "lstm inference float32 32x256x256" in text and "team from T = 10" in text
+
+
+def test_the_team_holds_no_arrays_between_calls(team):
+    """After a call returns, nothing of it stays referenced by the team's sleeping workers."""
+    import gc
+    import weakref
+
+    d = _inputs("lstm", 5, 4, 8, 64, "float64", seed=11)
+    k = dispatch.kernels("lstm", "numba")
+    r = k.forward(forward_request(CELLS["lstm"], d, training=True))
+    gates = weakref.ref(r.cache.gates)
+    k.backward(BackwardRequest(cell=CELLS["lstm"], cache=r.cache, dout=np.ones((5, 4, 64)),
+                               dh_n=np.zeros((4, 64)), dc_n=np.zeros((4, 64))))
+    del r
+    gc.collect()
+    assert gates() is None, "a team worker still holds the training cache"

@@ -193,6 +193,9 @@ class _Team:
                 kernel(member, self.members, *args)
             except BaseException as exc:          # reported by run(); the thread lives on
                 self._errors.append(exc)
+            # Drop the call's arrays before sleeping: held here, a training call's buffers (tens
+            # of MiB) would stay alive until the next call.
+            kernel = args = None
             self._done[member].set()
 
     def run(self, kernel: Callable, args: tuple) -> None:
