@@ -57,15 +57,17 @@ def _forward(name, d, lengths=None, reverse=False, backend="numba"):
     return r.out, r.h_n, r.c_n
 
 
-def _serial(monkeypatch, name, d, **kw):
+def _serial(monkeypatch, name, d, run=None, **kw):
+    """run (default _forward; _train for training) on the serial loops."""
     with monkeypatch.context() as m:
         m.setenv("FASTRNN_TEAM", "0")
-        return _forward(name, d, **kw)
+        return (run or _forward)(name, d, **kw)
 
 
-def _reference(name, d, **kw):
+def _reference(name, d, run=None, **kw):
+    """run (default _forward) on the float64 NumPy reference."""
     d64 = {k: (None if v is None else v.astype(np.float64)) for k, v in d.items()}
-    return _forward(name, d64, backend="numpy", **kw)
+    return (run or _forward)(name, d64, backend="numpy", **kw)
 
 
 def _assert_same(team_result, serial_result, dtype, reference=None):
@@ -218,17 +220,6 @@ def _train(name, d, lengths=None, reverse=False, backend="numba", seed=7):
     return [r.out, r.h_n, r.c_n, b.dx, b.dh0, b.dc0, b.dw_ih, b.dw_hh, b.db_ih, b.db_hh]
 
 
-def _train_serial(monkeypatch, name, d, **kw):
-    with monkeypatch.context() as m:
-        m.setenv("FASTRNN_TEAM", "0")
-        return _train(name, d, **kw)
-
-
-def _train_reference(name, d, **kw):
-    d64 = {k: (None if v is None else v.astype(np.float64)) for k, v in d.items()}
-    return _train(name, d64, backend="numpy", **kw)
-
-
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("name", ["lstm", "rnn_tanh", "rnn_relu"])
@@ -239,8 +230,8 @@ def test_team_training_matches_serial_loops(team, monkeypatch, name, reverse, dt
     runs = team.runs
     got = _train(name, d, reverse=reverse)
     assert team.runs == runs + 2, "forward and backward must both run on the team"
-    _assert_same(got, _train_serial(monkeypatch, name, d, reverse=reverse), dtype,
-                 _train_reference(name, d, reverse=reverse))
+    _assert_same(got, _serial(monkeypatch, name, d, run=_train, reverse=reverse), dtype,
+                 _reference(name, d, run=_train, reverse=reverse))
 
 
 def test_team_training_without_bias(team, monkeypatch):
@@ -250,7 +241,8 @@ def test_team_training_without_bias(team, monkeypatch):
     got = _train("lstm", d)
     assert team.runs == runs + 2
     assert got[-1] is None and got[-2] is None
-    _assert_same(got, _train_serial(monkeypatch, "lstm", d), "float64", _train_reference("lstm", d))
+    _assert_same(got, _serial(monkeypatch, "lstm", d, run=_train), "float64",
+                 _reference("lstm", d, run=_train))
 
 
 @pytest.mark.parametrize("name", ["gru", "lstm"])
@@ -261,7 +253,7 @@ def test_training_the_team_does_not_take_runs_serially(team, monkeypatch, name):
     runs = team.runs
     got = _train(name, d, lengths=lengths)
     assert team.runs == runs
-    _assert_same(got, _train_reference(name, d, lengths=lengths), "float64")
+    _assert_same(got, _reference(name, d, run=_train, lengths=lengths), "float64")
 
 
 def test_busy_team_at_backward_falls_back_to_the_serial_loop(team, monkeypatch):
@@ -273,7 +265,8 @@ def test_busy_team_at_backward_falls_back_to_the_serial_loop(team, monkeypatch):
     r = k.forward(forward_request(cell, d, training=True))
     assert r.cache.team is not None
     rng = np.random.default_rng(1)
-    dout, dh, dc = rng.standard_normal((5, 4, 64)), rng.standard_normal((4, 64)), rng.standard_normal((4, 64))
+    dout = rng.standard_normal((5, 4, 64))
+    dh, dc = rng.standard_normal((4, 64)), rng.standard_normal((4, 64))
     want = k.backward(BackwardRequest(cell=cell, cache=r.cache, dout=dout, dh_n=dh, dc_n=dc))
     holder = team._team_of(r.cache.team.members)
     runs = team.runs
@@ -281,7 +274,8 @@ def test_busy_team_at_backward_falls_back_to_the_serial_loop(team, monkeypatch):
         got = k.backward(BackwardRequest(cell=cell, cache=r.cache, dout=dout, dh_n=dh, dc_n=dc))
     assert team.runs == runs, "the held team must not have run"
     for name in ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh"):
-        assert relative_error(getattr(got, name), getattr(want, name)) < SAME_BACKEND_PATHS["float64"], name
+        error = relative_error(getattr(got, name), getattr(want, name))
+        assert error < SAME_BACKEND_PATHS["float64"], name
 
 
 # -- the measured choice: team or serial ----------------------------------------------------------
@@ -319,7 +313,7 @@ def test_choice_is_measured_once_and_cached_on_disk(auto_choice, monkeypatch, tm
     monkeypatch.setattr(auto_choice, "_costs", {})
     _train("lstm", d)
     assert len(measured) == 1
-    reference = _train_reference("lstm", d)
+    reference = _reference("lstm", d, run=_train)
     for got in (first, second):
         _assert_same(got, reference, "float64")
 

@@ -26,8 +26,8 @@ from numba import types
 from numba.extending import intrinsic, overload
 
 
-# The bit patterns of the round-to-integer shifters 1.5 * 2**23 and 1.5 * 2**52: after y = x + shifter
-# (|x| well below 2**22 resp. 2**51) the low bits of y's pattern hold round(x) as an integer.
+# The round-to-integer shifters 1.5 * 2**23 and 1.5 * 2**52 and their bit patterns: after
+# y = x + shifter (|x| well below 2**22 resp. 2**51) y's low bits hold round(x) as an integer.
 _SHIFTER32, _SHIFTER64 = 12582912.0, 6755399441055744.0
 _SHIFTER32_BITS, _SHIFTER64_BITS = 0x4B400000, 0x4338000000000000
 
