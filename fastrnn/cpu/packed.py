@@ -110,7 +110,9 @@ def _tile(typingctx, k, a, lda, b, c, ldc, like):
 
 
 def pack(w: np.ndarray) -> np.ndarray:
-    """W (K, M) (any strides) -> its panels (P, K, PW), C-contiguous, the last zero-padded."""
+    """W (K, M) (any strides) -> its panels (P, K, PW), C-contiguous, the last zero-padded: the
+    layout's plain NumPy statement (the team's members pack with the jitted packers below, which
+    the tests hold to this)."""
     K, M = w.shape
     pw = panel_width(w.dtype)
     panels = -(-M // pw)
