@@ -97,6 +97,31 @@ def forward_small(gates, w_hh_t, bias_x, bias_hn, h, lengths, reverse, training,
 
 
 @njit(**_JIT)
+def backward_row(g, hp, hl, do_t, dh, d_r, d_z, d_nh, d_ni):
+    """One row of the backward pass, the one body of the serial and the team loops
+    (team_backward.py).
+
+    g (3H,) activated r, z, n;  hp (H,) the state the step started from;  hl (H,) h W_hn^T + b_hn;
+    do_t (H,) the output's gradient;  dh (H,) in: the recurrence's gradient of h_t, out: its direct
+    part dh * z (the caller adds the recurrent product);  d_r, d_z (H,) out: gradients of the r and
+    z pre-activations (both sides);  d_nh, d_ni (H,) out: of h W_hn + b_hn and of x W_in + b_in.
+    The outputs alias nothing."""
+    H = dh.shape[0]
+    one = dh.dtype.type(1)
+    for j in range(H):
+        r = g[j]
+        z = g[H + j]
+        nn = g[2 * H + j]
+        dhj = dh[j] + do_t[j]
+        dan = dhj * (one - z) * (one - nn * nn)
+        d_r[j] = dan * hl[j] * r * (one - r)
+        d_z[j] = dhj * (hp[j] - nn) * z * (one - z)
+        d_nh[j] = dan * r
+        d_ni[j] = dan
+        dh[j] = dhj * z
+
+
+@njit(**_JIT)
 def backward_step(s, gates, h_prev, hn_lin, lengths, reverse, dout, dh, dh_rec, pending, dg_step,
                   in_place, dgates, db):
     """The fused pointwise pass of backward loop step s (run for s = T-1 down to 0).
@@ -114,36 +139,17 @@ def backward_step(s, gates, h_prev, hn_lin, lengths, reverse, dout, dh, dh_rec, 
     No argument may alias another.
     """
     H = dh.shape[1]
-    one = dh.dtype.type(1)
     for n in range(dh.shape[0]):
         t = backward_row_start(s, n, lengths[n], reverse, pending, True, dh, dh_rec, dg_step,
                                dgates)
         if t < 0:
             continue
         dgn = dg_step[n]
-        g = gates[t, n]
-        hp = h_prev[t, n]
-        hl = hn_lin[t, n]
-        do_t = dout[t, n]
-        dhn = dh[n]
         dgt = dgates[t, n]
-        for j in range(H):
-            r = g[j]
-            z = g[H + j]
-            nn = g[2 * H + j]
-            dhj = dhn[j] + do_t[j]
-            dan = dhj * (one - z) * (one - nn * nn)
-            dar = dan * hl[j] * r * (one - r)
-            daz = dhj * (hp[j] - nn) * z * (one - z)
-            dnh = dan * r
-            dhn[j] = dhj * z
-            dgn[j] = dar
-            dgn[H + j] = daz
-            dgn[2 * H + j] = dnh
-            dgt[j] = dnh
-            dgt[H + j] = dar
-            dgt[2 * H + j] = daz
-            dgt[3 * H + j] = dan
+        backward_row(gates[t, n], h_prev[t, n], hn_lin[t, n], dout[t, n], dh[n], dgn[:H],
+                     dgn[H:2 * H], dgn[2 * H:], dgt[3 * H:])
+        copy_vector(dgt[:H], dgn[2 * H:])
+        copy_vector(dgt[H:3 * H], dgn[:2 * H])
         add_column_sums(db, dgt)
 
 
@@ -203,6 +209,14 @@ def forward(req: ForwardRequest) -> ForwardResult:
                                            reverse, bias_hn=bias_hn)
         if on_team is not None:
             return ForwardResult(out=on_team[0], h_n=on_team[1], c_n=None, cache=None)
+    else:
+        on_team = team_loops.try_training(team_loops.GRU, x, w_ih, w_hh, bias_x, req.h0, lens,
+                                          reverse, bias_hn=bias_hn)
+        if on_team is not None:
+            out, h_n, _, gates, h_prev, hn_lin, layout = on_team
+            cache = SequenceCache(x, w_ih, w_hh, w.has_bias, lens, reverse, gates, h_prev, hn_lin,
+                                  team=layout)
+            return ForwardResult(out=out, h_n=h_n, c_n=None, cache=cache)
     gates = project_input(x, w_ih)
     h = req.h0.copy()
     out = np.empty((T, N, H), dtype=dtype)
@@ -231,14 +245,24 @@ def backward(req: BackwardRequest) -> BackwardResult:
     dtype = x.dtype
     dh = np.array(req.dh_n, dtype=dtype, order="C")
     dout = np.ascontiguousarray(req.dout)
+    on_team = (team_backward.try_backward(team_loops.GRU, cache, dout, dh, None)
+               if cache.team else None)
+    if on_team is not None:
+        dx, dw_ih, dw_hh, db_in, db_h = on_team
+        db_ih = db_hh = None
+        if cache.has_bias:
+            db_ih, db_hh = db_in.astype(dtype), db_h.astype(dtype)
+        return BackwardResult(dx=dx, dh0=dh, dc0=None, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih,
+                              db_hh=db_hh)
+    gates = cache.team.to_cell_order(cache.gates, axis=2) if cache.team else cache.gates
     dgates = np.empty((T, N, 4 * H), dtype=dtype)
     db = np.zeros(4 * H, dtype=np.float64)
     if N <= SMALL_BATCH:
-        backward_small(cache.gates, cache.h_prev, cache.extra, w_hh, lens, cache.reverse, dout, dh,
+        backward_small(gates, cache.h_prev, cache.extra, w_hh, lens, cache.reverse, dout, dh,
                        dgates, db)
     else:
         run_backward_loop(backward_step,
-                          (cache.gates, cache.h_prev, cache.extra, lens, cache.reverse, dout, dh),
+                          (gates, cache.h_prev, cache.extra, lens, cache.reverse, dout, dh),
                           w_hh, lens, cache.reverse, dh, dgates, db, dg_width=3 * H, accumulate=True)
     dx, dw_ih = input_gradients(dgates[:, :, H:], x, cache.w_ih)
     dw_nrz = recurrent_weight_gradient(dgates[:, :, :3 * H], cache.h_prev)
@@ -260,5 +284,5 @@ def step_inference(req: StepRequest) -> StepResult:
     return StepResult(h=h1)
 
 
-# Last: team_loops runs this module's cell_row on the thread team, so it imports this module.
-from . import team_loops  # noqa: E402
+# Last: the team modules run this module's row bodies on the thread team, so they import it.
+from . import team_backward, team_loops  # noqa: E402

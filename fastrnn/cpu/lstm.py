@@ -237,7 +237,7 @@ def backward(req: BackwardRequest) -> BackwardResult:
     dout = np.ascontiguousarray(req.dout)
     on_team = team_backward.try_backward(team_loops.LSTM, cache, dout, dh, dc) if cache.team else None
     if on_team is not None:
-        dx, dw_ih, dw_hh, db = on_team
+        dx, dw_ih, dw_hh, db, _ = on_team
     else:
         gates = cache.team.to_cell_order(cache.gates, axis=2) if cache.team else cache.gates
         dgates = np.empty((T, N, G), dtype=dtype)

@@ -292,7 +292,7 @@ def report() -> str:
                    f"{gemm.cache_dir() / team_choice.CACHE_FILE}",
            "1": f"always where it applies ({ENV_SWITCH}=1)"}[team_choice.mode()]
     lines = [f"team: {threads.get_num_threads()} threads for inference loops (all cells) and "
-             f"training (LSTM, RNN; every row the whole sequence) of at least {MIN_ROWS} rows and "
+             f"training (every row the whole sequence) of at least {MIN_ROWS} rows and "
              f"{MIN_UNITS_PER_MEMBER} hidden units a thread (NumPy's OpenBLAS, one thread per "
              f"member); {how}; {ENV_SWITCH}=0 turns it off"]
     if team_choice.mode() == "auto":

@@ -1,5 +1,5 @@
-"""The forward loop on the thread team (team.py): one body for the three cells' inference and for
-the LSTM and RNN training forwards (team_backward.py runs their backward).
+"""The forward loop on the thread team (team.py): one body for the three cells' inference and
+training forwards (team_backward.py runs their backward).
 
 Member p owns hidden units bounds[p]:bounds[p+1]. The gate rows of W_ih, W_hh and the fused bias
 are permuted so that its rows sit side by side (team.gate_order): its block of the gate columns is
@@ -37,7 +37,7 @@ GATES = {LSTM: 4, GRU: 3, RNN: 1}
 @njit(**_JIT)
 def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih, w_hh, order, gates, gh,
                  bias, bias_hn, h_bufs, c, lens, reverse, out, h_prev, c_prev, bounds, flags):
-    """One member's share of a forward (inference, or training for LSTM and RNN).
+    """One member's share of a forward (inference or training).
 
     x2d      (T*N, I)   the input, C-contiguous.
     w_ih, w_hh (G, I), (G, H)  in PyTorch's layout (the cells' gate order); member p reads the
@@ -53,9 +53,10 @@ def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih, w_hh,
     h_bufs   (2, N, H)  h_bufs[0] = h0; after T steps h_n is h_bufs[T % 2].
     c        (N, H)     LSTM's c0, updated in place to c_n (unused otherwise).
     lens     (N,) int32;  out (T, N, H);  bounds (members+1,) int64;  flags team.new_flags().
-    h_prev, c_prev (T, N, H) when training (c_prev for LSTM only, else (0, 0, 0)): the state each
-                        (t, n) started from, 0 at idle (t, n); unused in inference.
-    cell     LSTM, GRU or RNN (GRU in inference only);  use_relu, training: bools.
+    h_prev, c_prev (T, N, H) when training, else (0, 0, 0): the state each (t, n) started from
+                        and the cell's second cache (its SequenceCache.extra: LSTM c_prev, GRU
+                        h W_hn^T + b_hn; RNN none), 0 at idle (t, n); unused in inference.
+    cell     LSTM, GRU or RNN;  use_relu, training: bools.
     fn       the cblas_?gemm address for the dtype (team.gemm_address).
     """
     T, N, G = gates.shape
@@ -83,7 +84,7 @@ def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih, w_hh,
                 hn[:] = cur[n, j0:j1]
                 if training:
                     h_prev[s, n, j0:j1] = zero
-                    if cell == LSTM:
+                    if cell != RNN:
                         c_prev[s, n, j0:j1] = zero
                 continue
             g = gates[t, n, b0:b1]
@@ -96,6 +97,9 @@ def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih, w_hh,
                 lstm.cell_row(g, ghn, bias_p, c[n, j0:j1], hn, o_t, True)
             elif cell == LSTM:
                 lstm.cell_row(g, ghn, bias_p, c[n, j0:j1], hn, o_t, False)
+            elif cell == GRU and training:
+                hn[:] = cur[n, j0:j1]
+                gru.cell_row(g, ghn, bias_p, bias_hn[j0:j1], hn, o_t, c_prev[t, n, j0:j1], True)
             elif cell == GRU:
                 hn[:] = cur[n, j0:j1]
                 gru.cell_row(g, ghn, bias_p, bias_hn[j0:j1], hn, o_t, o_t, False)
@@ -152,7 +156,7 @@ def _run_forward(cell: int, x, w_ih, w_hh, bias, h0, lens, reverse, c0, bias_hn,
     hn_bias = bias_hn if bias_hn is not None else np.empty(0, dtype=dtype)
     out = np.empty((T, N, H), dtype=dtype)
     h_prev = np.empty((T, N, H), dtype=dtype) if training else np.empty((0, 0, 0), dtype=dtype)
-    c_prev = (np.empty((T, N, H), dtype=dtype) if training and cell == LSTM
+    c_prev = (np.empty((T, N, H), dtype=dtype) if training and cell != RNN
               else np.empty((0, 0, 0), dtype=dtype))
     args = (cell, bool(use_relu), training, team.gemm_address(dtype),
             np.ascontiguousarray(x).reshape(T * N, I), np.ascontiguousarray(w_ih),
@@ -177,12 +181,13 @@ def try_inference(cell: int, x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, 
 
 def try_training(cell: int, x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, bias: np.ndarray,
                  h0: np.ndarray, lens: np.ndarray, reverse: bool, c0: Optional[np.ndarray] = None,
-                 use_relu: bool = False):
-    """The training forward on the team, for LSTM and RNN batches whose rows all run the whole
-    sequence: (out, h_n, c_n or None, gates, h_prev, c_prev, layout), where gates (T, N, G) holds
-    the activated gates in the team order of `layout` (TeamLayout) and h_prev, c_prev (T, N, H) the
-    states each step started from; or None (the caller runs the serial loop) where the team does
-    not apply. team_backward.try_backward takes these."""
-    if cell == GRU or int(lens.min(initial=x.shape[0])) < x.shape[0]:
+                 bias_hn: Optional[np.ndarray] = None, use_relu: bool = False):
+    """The training forward on the team, for batches whose rows all run the whole sequence:
+    (out, h_n, c_n or None, gates, h_prev, extra, layout), where gates (T, N, G) holds the activated
+    gates in the team order of `layout` (TeamLayout), h_prev (T, N, H) the states each step started
+    from and extra (T, N, H) the cell's second cache (LSTM c_prev, GRU h W_hn^T + b_hn); or None
+    (the caller runs the serial loop) where the team does not apply. team_backward.try_backward
+    takes these."""
+    if int(lens.min(initial=x.shape[0])) < x.shape[0]:
         return None
-    return _run_forward(cell, x, w_ih, w_hh, bias, h0, lens, reverse, c0, None, use_relu, True)
+    return _run_forward(cell, x, w_ih, w_hh, bias, h0, lens, reverse, c0, bias_hn, use_relu, True)
