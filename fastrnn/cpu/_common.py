@@ -30,6 +30,11 @@ class SequenceCache:
     team: Optional[object] = None        # team_loops.TeamLayout when the forward ran on the team:
     #                                      gates are then in its team order (team_backward.py)
 
+    def gates_in_cell_order(self) -> np.ndarray:
+        """gates in the cells' own column order (a copy where the forward ran on the team): what
+        the serial backward loops read."""
+        return self.gates if self.team is None else self.team.to_cell_order(self.gates, axis=2)
+
 
 def full_lengths(lengths: Optional[np.ndarray], T: int, N: int) -> np.ndarray:
     """(N,) int32 for the loops: the request's lengths (already int32 and C-contiguous: see

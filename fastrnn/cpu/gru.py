@@ -204,19 +204,9 @@ def forward(req: ForwardRequest) -> ForwardResult:
     dtype = x.dtype
     bias_x, bias_hn = _split_bias(w.b_ih, w.b_hh, H, dtype)
     lens = full_lengths(req.lengths, T, N)
-    if not training:
-        on_team = team_loops.try_inference(team_loops.GRU, x, w_ih, w_hh, bias_x, req.h0, lens,
-                                           reverse, bias_hn=bias_hn)
-        if on_team is not None:
-            return ForwardResult(out=on_team[0], h_n=on_team[1], c_n=None, cache=None)
-    else:
-        on_team = team_loops.try_training(team_loops.GRU, x, w_ih, w_hh, bias_x, req.h0, lens,
-                                          reverse, bias_hn=bias_hn)
-        if on_team is not None:
-            out, h_n, _, gates, h_prev, hn_lin, layout = on_team
-            cache = SequenceCache(x, w_ih, w_hh, w.has_bias, lens, reverse, gates, h_prev, hn_lin,
-                                  team=layout)
-            return ForwardResult(out=out, h_n=h_n, c_n=None, cache=cache)
+    on_team = team_loops.try_forward(team_loops.GRU, req, bias_x, lens, bias_hn=bias_hn)
+    if on_team is not None:
+        return on_team
     gates = project_input(x, w_ih)
     h = req.h0.copy()
     out = np.empty((T, N, H), dtype=dtype)
@@ -254,7 +244,7 @@ def backward(req: BackwardRequest) -> BackwardResult:
             db_ih, db_hh = db_in.astype(dtype), db_h.astype(dtype)
         return BackwardResult(dx=dx, dh0=dh, dc0=None, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih,
                               db_hh=db_hh)
-    gates = cache.team.to_cell_order(cache.gates, axis=2) if cache.team else cache.gates
+    gates = cache.gates_in_cell_order()
     dgates = np.empty((T, N, 4 * H), dtype=dtype)
     db = np.zeros(4 * H, dtype=np.float64)
     if N <= SMALL_BATCH:

@@ -192,19 +192,9 @@ def forward(req: ForwardRequest) -> ForwardResult:
     dtype = x.dtype
     bias = fused_bias(w.b_ih, w.b_hh, G, dtype)
     lens = full_lengths(req.lengths, T, N)
-    if not training:
-        on_team = team_loops.try_inference(team_loops.LSTM, x, w_ih, w_hh, bias, req.h0, lens,
-                                           reverse, c0=req.c0)
-        if on_team is not None:
-            return ForwardResult(out=on_team[0], h_n=on_team[1], c_n=on_team[2], cache=None)
-    else:
-        on_team = team_loops.try_training(team_loops.LSTM, x, w_ih, w_hh, bias, req.h0, lens,
-                                          reverse, c0=req.c0)
-        if on_team is not None:
-            out, h_n, c_n, gates, h_prev, c_prev, layout = on_team
-            cache = SequenceCache(x, w_ih, w_hh, w.has_bias, lens, reverse, gates, h_prev, c_prev,
-                                  team=layout)
-            return ForwardResult(out=out, h_n=h_n, c_n=c_n, cache=cache)
+    on_team = team_loops.try_forward(team_loops.LSTM, req, bias, lens)
+    if on_team is not None:
+        return on_team
     gates = project_input(x, w_ih)
     h = req.h0.copy()
     c = req.c0.copy()
@@ -239,7 +229,7 @@ def backward(req: BackwardRequest) -> BackwardResult:
     if on_team is not None:
         dx, dw_ih, dw_hh, db, _ = on_team
     else:
-        gates = cache.team.to_cell_order(cache.gates, axis=2) if cache.team else cache.gates
+        gates = cache.gates_in_cell_order()
         dgates = np.empty((T, N, G), dtype=dtype)
         db = np.zeros(G, dtype=np.float64)
         if N <= SMALL_BATCH:

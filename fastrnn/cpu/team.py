@@ -265,6 +265,12 @@ def gemm_address(dtype) -> int:
     return _numpy_blas().gemm_address(dtype)
 
 
+@njit(**_JIT)
+def gate_count(cell):
+    """The gate blocks of a cell (LSTM, GRU or RNN): 4, 3 or 1."""
+    return 4 if cell == LSTM else (3 if cell == GRU else 1)
+
+
 def unit_bounds(hidden: int, members: int) -> np.ndarray:
     """(members + 1,) int64: member p owns hidden units bounds[p]:bounds[p+1]."""
     return (np.arange(members + 1, dtype=np.int64) * hidden) // members

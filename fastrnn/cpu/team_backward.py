@@ -1,5 +1,5 @@
 """The backward loop of the three cells on the thread team (team.py), after a team training forward
-(team_loops.try_training) whose gates it reads in the same team order.
+(team_loops.try_forward) whose gates it reads in the same team order.
 
 Member p owns hidden units bounds[p]:bounds[p+1], and so the gate columns of those units (team
 order: one contiguous block) and the columns j0:j1 of dh. Per loop step (t from the last visited
@@ -12,7 +12,7 @@ suffices. The GRU's hidden-side gradients differ from its input-side ones in the
 * r), so its step product reads a separate (N, G) buffer, double-buffered by step parity (a member
 writing step s-1's while a slower one still reads step s's), and adds into dh, which already holds
 the direct term dh * z. Only batches whose rows all run the whole sequence come here
-(try_training).
+(try_forward).
 
 The whole-sequence products follow in the same call, each member with single-threaded GEMMs: dx for
 its share of the T*N rows (W_ih's rows permuted to team order), dW_ih and dW_hh for its own gate
@@ -66,7 +66,7 @@ def backward_loop(member, members, cell, use_relu, fn, gates, extra, h_prev, dou
     """
     T, N, G = gates.shape
     H = h_prev.shape[2]
-    n_gates = 4 if cell == LSTM else (3 if cell == GRU else 1)
+    n_gates = team.gate_count(cell)
     j0, j1 = bounds[member], bounds[member + 1]
     b0, b1 = n_gates * j0, n_gates * j1
     width = j1 - j0
@@ -120,7 +120,7 @@ def try_backward(cell: int, cache, dout: np.ndarray, dh: np.ndarray, dc: Optiona
     (dx, dw_ih, dw_hh, db_ih, db_hh) with the weight gradients in the cells' own row order and the
     bias gradients in float64 (cells' order; LSTM and RNN: the same array twice, their biases enter
     one sum), dh (dc) updated in place to the gradients of h0 (c0); or None when another call holds
-    the team (the caller then runs the serial loop on layout.to_cell_order(cache.gates, axis=2)).
+    the team (the caller then runs the serial loop on cache.gates_in_cell_order()).
     dout C-contiguous."""
     layout = cache.team
     gates, x = cache.gates, cache.x

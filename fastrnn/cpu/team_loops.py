@@ -1,10 +1,12 @@
 """The forward loop on the thread team (team.py): one body for the three cells' inference and
 training forwards (team_backward.py runs their backward).
 
-Member p owns hidden units bounds[p]:bounds[p+1]. The gate rows of W_ih, W_hh and the fused bias
-are permuted so that its rows sit side by side (team.gate_order): its block of the gate columns is
+Member p owns hidden units bounds[p]:bounds[p+1]. The gate columns (of the projection, of each
+step's h W_hh^T and of the fused bias) are in team order (team.gate_order): member p's block is
 [gate 0 of its units, gate 1, ...], which is exactly the layout each cell's cell_row reads for a
-hidden size of its unit count. So the members run the cells' own row bodies, unchanged.
+hidden size of its unit count. So the members run the cells' own row bodies, unchanged. The
+weights stay in PyTorch's layout: a member projects through its gate blocks of W_ih (contiguous
+rows) and packs its rows of W_hh for packed.py at the start of the call.
 
 Per call each member runs its slice of the input projection (no wait: step 0 reads only its own
 columns and h0), then per loop step its slice of gh = h W_hh^T, the pointwise pass of its units,
@@ -13,7 +15,7 @@ member writes the other buffer while slower ones may still read this one. Idle r
 carry their state over and get out = 0, as in the serial loops.
 
 A training forward leaves the activated gates in team order (the backward works in that order too
-and puts the weight gradients' rows back, TeamLayout), and h_prev, c_prev in unit order.
+and puts the weight gradients' rows back, TeamLayout), and h_prev, extra in unit order.
 """
 from __future__ import annotations
 
@@ -23,20 +25,19 @@ from typing import Optional
 import numpy as np
 from numba import njit
 
+from ..contract import ForwardRequest, ForwardResult
 from . import packed, team, team_choice
 from . import gru, lstm, rnn
+from ._common import SequenceCache
 from ._rows import visited_time
 from ._spin import arrive_and_wait
 from .team import GRU, LSTM, RNN
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
-GATES = {LSTM: 4, GRU: 3, RNN: 1}
-
-
 @njit(**_JIT)
 def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih, w_hh, order, gates, gh,
-                 bias, bias_hn, h_bufs, c, lens, reverse, out, h_prev, c_prev, bounds, flags):
+                 bias, bias_hn, h_bufs, c, lens, reverse, out, h_prev, extra, bounds, flags):
     """One member's share of a forward (inference or training).
 
     x2d      (T*N, I)   the input, C-contiguous.
@@ -53,14 +54,14 @@ def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih, w_hh,
     h_bufs   (2, N, H)  h_bufs[0] = h0; after T steps h_n is h_bufs[T % 2].
     c        (N, H)     LSTM's c0, updated in place to c_n (unused otherwise).
     lens     (N,) int32;  out (T, N, H);  bounds (members+1,) int64;  flags team.new_flags().
-    h_prev, c_prev (T, N, H) when training, else (0, 0, 0): the state each (t, n) started from
+    h_prev, extra (T, N, H) when training, else (0, 0, 0): the state each (t, n) started from
                         and the cell's second cache (its SequenceCache.extra: LSTM c_prev, GRU
                         h W_hn^T + b_hn; RNN none), 0 at idle (t, n); unused in inference.
     cell     LSTM, GRU or RNN;  use_relu, training: bools.
     fn       the cblas_?gemm address for the dtype (team.gemm_address).
     """
     T, N, G = gates.shape
-    n_gates = 4 if cell == LSTM else (3 if cell == GRU else 1)
+    n_gates = team.gate_count(cell)
     j0, j1 = bounds[member], bounds[member + 1]
     b0, b1 = n_gates * j0, n_gates * j1
     zero = gates.dtype.type(0)
@@ -85,7 +86,7 @@ def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih, w_hh,
                 if training:
                     h_prev[s, n, j0:j1] = zero
                     if cell != RNN:
-                        c_prev[s, n, j0:j1] = zero
+                        extra[s, n, j0:j1] = zero
                 continue
             g = gates[t, n, b0:b1]
             ghn = gh[n, b0:b1]
@@ -93,13 +94,13 @@ def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih, w_hh,
             if training:
                 h_prev[t, n, j0:j1] = cur[n, j0:j1]
             if cell == LSTM and training:
-                c_prev[t, n, j0:j1] = c[n, j0:j1]
+                extra[t, n, j0:j1] = c[n, j0:j1]
                 lstm.cell_row(g, ghn, bias_p, c[n, j0:j1], hn, o_t, True)
             elif cell == LSTM:
                 lstm.cell_row(g, ghn, bias_p, c[n, j0:j1], hn, o_t, False)
             elif cell == GRU and training:
                 hn[:] = cur[n, j0:j1]
-                gru.cell_row(g, ghn, bias_p, bias_hn[j0:j1], hn, o_t, c_prev[t, n, j0:j1], True)
+                gru.cell_row(g, ghn, bias_p, bias_hn[j0:j1], hn, o_t, extra[t, n, j0:j1], True)
             elif cell == GRU:
                 hn[:] = cur[n, j0:j1]
                 gru.cell_row(g, ghn, bias_p, bias_hn[j0:j1], hn, o_t, o_t, False)
@@ -146,7 +147,7 @@ def _run_forward(cell: int, x, w_ih, w_hh, bias, h0, lens, reverse, c0, bias_hn,
     if not team_choice.use_team(cell, bool(use_relu), training, T, N, I, H, dtype):
         return None
     bounds = team.unit_bounds(H, members)
-    order = team.gate_order(H, GATES[cell], bounds)
+    order = team.gate_order(H, team.gate_count(cell), bounds)
     bias_p = np.ascontiguousarray(bias[order])
     gates = np.empty((T, N, len(order)), dtype=dtype)
     gh = np.empty((N, len(order)), dtype=dtype)
@@ -156,38 +157,39 @@ def _run_forward(cell: int, x, w_ih, w_hh, bias, h0, lens, reverse, c0, bias_hn,
     hn_bias = bias_hn if bias_hn is not None else np.empty(0, dtype=dtype)
     out = np.empty((T, N, H), dtype=dtype)
     h_prev = np.empty((T, N, H), dtype=dtype) if training else np.empty((0, 0, 0), dtype=dtype)
-    c_prev = (np.empty((T, N, H), dtype=dtype) if training and cell != RNN
-              else np.empty((0, 0, 0), dtype=dtype))
+    extra = (np.empty((T, N, H), dtype=dtype) if training and cell != RNN
+             else np.empty((0, 0, 0), dtype=dtype))
     args = (cell, bool(use_relu), training, team.gemm_address(dtype),
             np.ascontiguousarray(x).reshape(T * N, I), np.ascontiguousarray(w_ih),
             np.ascontiguousarray(w_hh), order, gates, gh, bias_p, hn_bias,
-            h_bufs, c, lens, reverse, out, h_prev, c_prev, bounds, team.new_flags(members))
+            h_bufs, c, lens, reverse, out, h_prev, extra, bounds, team.new_flags(members))
     if not team.try_run(members, forward_loop, args):
         return None
-    return (out, h_bufs[T % 2].copy(), (c if c0 is not None else None), gates, h_prev, c_prev,
+    return (out, h_bufs[T % 2].copy(), (c if c0 is not None else None), gates, h_prev, extra,
             TeamLayout(members, bounds, order))
 
 
-def try_inference(cell: int, x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, bias: np.ndarray,
-                  h0: np.ndarray, lens: np.ndarray, reverse: bool, c0: Optional[np.ndarray] = None,
-                  bias_hn: Optional[np.ndarray] = None, use_relu: bool = False):
-    """The inference forward on the team: (out, h_n, c_n or None), or None where the team does not
-    apply (see team.members_for) or another call holds it; the caller then runs the serial loop.
+def try_forward(cell: int, req: ForwardRequest, bias: np.ndarray, lens: np.ndarray,
+                bias_hn: Optional[np.ndarray] = None,
+                use_relu: bool = False) -> Optional[ForwardResult]:
+    """The cell's forward on the team, as the cell's forward() would return it (a training forward's
+    cache holds the activated gates in team order, with its TeamLayout, for
+    team_backward.try_backward); or None where the team does not apply (team.members_for, the
+    measured choice, a training batch with a row shorter than the sequence) or another call holds
+    it: the caller then runs the serial loop.
 
-    bias is the fused bias in the cells' own gate order (the caller's), permuted here."""
-    run = _run_forward(cell, x, w_ih, w_hh, bias, h0, lens, reverse, c0, bias_hn, use_relu, False)
-    return None if run is None else run[:3]
-
-
-def try_training(cell: int, x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, bias: np.ndarray,
-                 h0: np.ndarray, lens: np.ndarray, reverse: bool, c0: Optional[np.ndarray] = None,
-                 bias_hn: Optional[np.ndarray] = None, use_relu: bool = False):
-    """The training forward on the team, for batches whose rows all run the whole sequence:
-    (out, h_n, c_n or None, gates, h_prev, extra, layout), where gates (T, N, G) holds the activated
-    gates in the team order of `layout` (TeamLayout), h_prev (T, N, H) the states each step started
-    from and extra (T, N, H) the cell's second cache (LSTM c_prev, GRU h W_hn^T + b_hn); or None
-    (the caller runs the serial loop) where the team does not apply. team_backward.try_backward
-    takes these."""
-    if int(lens.min(initial=x.shape[0])) < x.shape[0]:
+    bias is the fused bias in the cells' own gate order (GRU: [b_ir + b_hr, b_iz + b_hz, b_in] and
+    bias_hn = b_hn), lens the full lengths (N,) int32."""
+    x, w = req.x, req.weights
+    if req.training and int(lens.min(initial=x.shape[0])) < x.shape[0]:
         return None
-    return _run_forward(cell, x, w_ih, w_hh, bias, h0, lens, reverse, c0, bias_hn, use_relu, True)
+    run = _run_forward(cell, x, w.w_ih, w.w_hh, bias, req.h0, lens, req.reverse, req.c0, bias_hn,
+                       use_relu, req.training)
+    if run is None:
+        return None
+    out, h_n, c_n, gates, h_prev, extra, layout = run
+    cache = None
+    if req.training:
+        cache = SequenceCache(x, w.w_ih, w.w_hh, w.has_bias, lens, req.reverse, gates, h_prev,
+                              extra if cell != RNN else None, team=layout)
+    return ForwardResult(out=out, h_n=h_n, c_n=c_n, cache=cache)
