@@ -13,9 +13,11 @@ pytestmark = pytest.mark.skipif(dispatch.unavailable_reason("numba") is not None
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("N, K, M", [(32, 256, 512), (4, 16, 16), (5, 13, 67), (3, 7, 9),
-                                     (1, 1, 1), (33, 100, 70), (8, 64, 8)])
+                                     (1, 1, 1), (33, 100, 70), (8, 64, 8), (6, 9, 20),
+                                     (7, 32, 16), (12, 5, 33), (11, 40, 24)])
 def test_matmul_into_matches_numpy(dtype, N, K, M):
-    """Full tiles, rows and columns that do not fill one (the zero-padded paths), into a column
+    """Full tiles, every count of rows left below a full tile (1..ROWS-1: their own tiles),
+    columns that do not fill a panel (the zero-padded path), into a column
     slice of a wider array whose other columns stay untouched, from a strided row view of A."""
     from fastrnn.cpu import packed
 

@@ -4,16 +4,18 @@ column panels, every step's product run by a register-tiled SIMD kernel written 
 Why: a team member multiplies the same slice of W_hh every step, (N, K) @ (K, width) with N a
 batch of a few dozen rows. OpenBLAS repacks W on every call, and two single-threaded OpenBLAS
 calls in one process slow each other down (measured on 2 Zen 2 cores, (32, 256) @ (256, 512):
-120 us alone, 170-215 us each side by side). Packed once, the product below ran 107 us alone
-(78 GFLOP/s, one core) and 116-126 us each side by side.
+120 us alone, 170-215 us each side by side). Packed once, the product below runs 92 us alone
+(91 GFLOP/s on one core; 99 at 64 rows, of a ~105 FMA peak; a 4-row tile ran 106 us).
 
 Layout. W (K, M) is cut into P = ceil(M / PW) panels of PW columns (PW = two SIMD vectors: 16
 float32 or 8 float64 on a 32-byte vector), each stored (K, PW) C-contiguous, the last one padded
 with zeros: packed (P, K, PW). The kernel computes a tile of C, ROWS rows by PW columns, keeping
-the 2*ROWS accumulator vectors in registers over the whole K loop: per k it loads two vectors of
+the 2*ROWS accumulator vectors in registers over the whole K loop (12 of AVX2's 16: enough
+independent FMAs in flight to cover their latency on two FMA pipes): per k it loads two vectors of
 the panel, broadcasts ROWS values of A and issues 2*ROWS fused multiply-adds. Panels outside,
 row blocks inside, so a panel (K * PW elements: 16 KiB at K = 256) stays in L1 while every row
-block of A passes over it. Rows and columns that do not fill a tile go through a zero-padded copy.
+block of A passes over it. The last rows of a batch that do not fill a tile run a tile of exactly
+their count; columns that do not fill a panel go through a zero-padded copy of C.
 
 The FMAs are llvm.fma vector intrinsics: fused on any CPU with FMA (x86-64-v3 and later, every
 AArch64), a correct (slow) library call elsewhere.
@@ -26,7 +28,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-ROWS = 4              # rows of C per tile
+ROWS = 6              # rows of C per tile: 12 accumulators, 2 panel vectors, 1 broadcast
 VECTOR_BYTES = 32     # one SIMD vector (AVX2); AVX-512 machines run it too
 
 
@@ -35,78 +37,106 @@ def panel_width(dtype) -> int:
     return 2 * VECTOR_BYTES // np.dtype(dtype).itemsize
 
 
-@intrinsic
-def _tile(typingctx, k, a, lda, b, c, ldc, like):
-    """C[0:ROWS, 0:PW] = A[0:ROWS, 0:k] @ Bp[0:k, 0:PW] (C overwritten). a, b, c: data addresses
+def _make_tile(rows: int):
+    """The tile intrinsic for `rows` rows of C (1..ROWS): tile(k, a, lda, b, c, ldc, like) sets
+    C[0:rows, 0:PW] = A[0:rows, 0:k] @ Bp[0:k, 0:PW] (C overwritten). a, b, c: data addresses
     (int64) of A's first row, the panel and C's first row; lda, ldc: row strides in elements; the
     panel is (k, PW) C-contiguous. like: any value of the dtype (float32 or float64)."""
-    if like == types.float32:
-        lanes, real_t, suffix = 8, ir.FloatType(), "v8f32"
-    elif like == types.float64:
-        lanes, real_t, suffix = 4, ir.DoubleType(), "v4f64"
+
+    @intrinsic
+    def tile(typingctx, k, a, lda, b, c, ldc, like):
+        if like == types.float32:
+            lanes, real_t, suffix = 8, ir.FloatType(), "v8f32"
+        elif like == types.float64:
+            lanes, real_t, suffix = 4, ir.DoubleType(), "v4f64"
+        else:
+            return None
+
+        def codegen(context, builder, sig, args):
+            i64, i32 = ir.IntType(64), ir.IntType(32)
+            vec = ir.VectorType(real_t, lanes)
+            k_n, a_i, lda_v, b_i, c_i, ldc_v = (
+                context.cast(builder, args[i], sig.args[i], types.int64) for i in range(6))
+            real_p, vec_p = real_t.as_pointer(), vec.as_pointer()
+            a_p = builder.inttoptr(a_i, real_p)
+            b_p = builder.inttoptr(b_i, real_p)
+            c_p = builder.inttoptr(c_i, real_p)
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vec, [vec, vec, vec]), f"llvm.fma.{suffix}")
+            zero = ir.Constant(vec, [0.0] * lanes)
+            splat_mask = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
+
+            def load_vec(base, offset):
+                return builder.load(builder.bitcast(builder.gep(base, [offset]), vec_p), align=1)
+
+            entry = builder.block
+            head = builder.append_basic_block("tile.head")
+            body = builder.append_basic_block("tile.body")
+            done = builder.append_basic_block("tile.done")
+            builder.branch(head)
+
+            builder.position_at_end(head)
+            kk = builder.phi(i64)
+            kk.add_incoming(ir.Constant(i64, 0), entry)
+            accs = []
+            for _ in range(2 * rows):
+                acc = builder.phi(vec)
+                acc.add_incoming(zero, entry)
+                accs.append(acc)
+            builder.cbranch(builder.icmp_signed("<", kk, k_n), body, done)
+
+            builder.position_at_end(body)
+            b_off = builder.mul(kk, ir.Constant(i64, 2 * lanes))
+            b0 = load_vec(b_p, b_off)
+            b1 = load_vec(b_p, builder.add(b_off, ir.Constant(i64, lanes)))
+            updated = []
+            for r in range(rows):
+                offset = builder.add(builder.mul(ir.Constant(i64, r), lda_v), kk)
+                a_val = builder.load(builder.gep(a_p, [offset]))
+                one = builder.insert_element(ir.Constant(vec, ir.Undefined), a_val,
+                                             ir.Constant(i32, 0))
+                splat = builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined), splat_mask)
+                updated.append(builder.call(fma, [splat, b0, accs[2 * r]]))
+                updated.append(builder.call(fma, [splat, b1, accs[2 * r + 1]]))
+            body_end = builder.block
+            kk.add_incoming(builder.add(kk, ir.Constant(i64, 1)), body_end)
+            for acc, value in zip(accs, updated):
+                acc.add_incoming(value, body_end)
+            builder.branch(head)
+
+            builder.position_at_end(done)
+            for r in range(rows):
+                row = builder.mul(ir.Constant(i64, r), ldc_v)
+                for half in range(2):
+                    target = builder.gep(c_p, [builder.add(row, ir.Constant(i64, half * lanes))])
+                    builder.store(accs[2 * r + half], builder.bitcast(target, vec_p), align=1)
+            return context.get_dummy_value()
+
+        return types.void(types.int64, types.int64, types.int64, types.int64, types.int64,
+                          types.int64, like), codegen
+
+    return tile
+
+
+_tile1, _tile2, _tile3, _tile4, _tile5, _tile6 = (_make_tile(r) for r in range(1, ROWS + 1))
+
+
+@njit(cache=True, nogil=True)
+def _tile(rows, k, a, lda, b, c, ldc, like):
+    """The tile of `rows` rows (1..ROWS): the full blocks run _tile6, the last block of a batch
+    that is not a multiple of ROWS the tile of exactly its rows (no padded rows computed)."""
+    if rows == 6:
+        _tile6(k, a, lda, b, c, ldc, like)
+    elif rows == 5:
+        _tile5(k, a, lda, b, c, ldc, like)
+    elif rows == 4:
+        _tile4(k, a, lda, b, c, ldc, like)
+    elif rows == 3:
+        _tile3(k, a, lda, b, c, ldc, like)
+    elif rows == 2:
+        _tile2(k, a, lda, b, c, ldc, like)
     else:
-        return None
-
-    def codegen(context, builder, sig, args):
-        i64, i32 = ir.IntType(64), ir.IntType(32)
-        vec = ir.VectorType(real_t, lanes)
-        k_n, a_i, lda_v, b_i, c_i, ldc_v = (context.cast(builder, args[i], sig.args[i], types.int64)
-                                            for i in range(6))
-        real_p, vec_p = real_t.as_pointer(), vec.as_pointer()
-        a_p = builder.inttoptr(a_i, real_p)
-        b_p = builder.inttoptr(b_i, real_p)
-        c_p = builder.inttoptr(c_i, real_p)
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]),
-                                             f"llvm.fma.{suffix}")
-        zero = ir.Constant(vec, [0.0] * lanes)
-        splat_mask = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
-
-        def load_vec(base, offset):
-            return builder.load(builder.bitcast(builder.gep(base, [offset]), vec_p), align=1)
-
-        entry = builder.block
-        head = builder.append_basic_block("tile.head")
-        body = builder.append_basic_block("tile.body")
-        done = builder.append_basic_block("tile.done")
-        builder.branch(head)
-
-        builder.position_at_end(head)
-        kk = builder.phi(i64)
-        kk.add_incoming(ir.Constant(i64, 0), entry)
-        accs = []
-        for _ in range(2 * ROWS):
-            acc = builder.phi(vec)
-            acc.add_incoming(zero, entry)
-            accs.append(acc)
-        builder.cbranch(builder.icmp_signed("<", kk, k_n), body, done)
-
-        builder.position_at_end(body)
-        b_off = builder.mul(kk, ir.Constant(i64, 2 * lanes))
-        b0 = load_vec(b_p, b_off)
-        b1 = load_vec(b_p, builder.add(b_off, ir.Constant(i64, lanes)))
-        updated = []
-        for r in range(ROWS):
-            a_val = builder.load(builder.gep(a_p, [builder.add(builder.mul(ir.Constant(i64, r), lda_v), kk)]))
-            one = builder.insert_element(ir.Constant(vec, ir.Undefined), a_val, ir.Constant(i32, 0))
-            splat = builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined), splat_mask)
-            updated.append(builder.call(fma, [splat, b0, accs[2 * r]]))
-            updated.append(builder.call(fma, [splat, b1, accs[2 * r + 1]]))
-        body_end = builder.block
-        kk.add_incoming(builder.add(kk, ir.Constant(i64, 1)), body_end)
-        for acc, value in zip(accs, updated):
-            acc.add_incoming(value, body_end)
-        builder.branch(head)
-
-        builder.position_at_end(done)
-        for r in range(ROWS):
-            row = builder.mul(ir.Constant(i64, r), ldc_v)
-            for half in range(2):
-                target = builder.gep(c_p, [builder.add(row, ir.Constant(i64, half * lanes))])
-                builder.store(accs[2 * r + half], builder.bitcast(target, vec_p), align=1)
-        return context.get_dummy_value()
-
-    return types.void(types.int64, types.int64, types.int64, types.int64, types.int64, types.int64,
-                      like), codegen
+        _tile1(k, a, lda, b, c, ldc, like)
 
 
 def pack(w: np.ndarray) -> np.ndarray:
@@ -167,27 +197,19 @@ def matmul_into(a, packed, c):
     lda = a.strides[0] // size
     ldc = c.strides[0] // size
     like = c.dtype.type(0)
-    full = N - N % ROWS
-    spare = N - full
-    a_pad = np.zeros((ROWS, K), dtype=a.dtype)      # the rows below the last full block
-    for r in range(spare):
-        a_pad[r, :] = a[full + r]
-    c_pad = np.empty((ROWS, PW), dtype=c.dtype)
+    c_pad = np.empty((ROWS, PW), dtype=c.dtype)    # a last panel narrower than PW lands here
     a0, c0 = a.ctypes.data, c.ctypes.data
     for p in range(P):
         panel = packed[p].ctypes.data
         col = p * PW
         cols = min(PW, M - col)
-        for r0 in range(0, full, ROWS):
+        for r0 in range(0, N, ROWS):
+            rows = min(ROWS, N - r0)
+            a_rows = a0 + r0 * lda * size
             if cols == PW:
-                _tile(K, a0 + r0 * lda * size, lda, panel, c0 + (r0 * ldc + col) * size, ldc, like)
+                _tile(rows, K, a_rows, lda, panel, c0 + (r0 * ldc + col) * size, ldc, like)
             else:
-                _tile(K, a0 + r0 * lda * size, lda, panel, c_pad.ctypes.data, PW, like)
-                for r in range(ROWS):
+                _tile(rows, K, a_rows, lda, panel, c_pad.ctypes.data, PW, like)
+                for r in range(rows):
                     for j in range(cols):
                         c[r0 + r, col + j] = c_pad[r, j]
-        if spare:
-            _tile(K, a_pad.ctypes.data, K, panel, c_pad.ctypes.data, PW, like)
-            for r in range(spare):
-                for j in range(cols):
-                    c[full + r, col + j] = c_pad[r, j]

@@ -41,11 +41,11 @@ def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih, w_hh,
     """One member's share of a forward (inference or training).
 
     x2d      (T*N, I)   the input, C-contiguous.
-    w_ih, w_hh (G, I), (G, H)  in PyTorch's layout (the cells' gate order); member p reads the
-                        rows of its units: gate g's at g*H + j0 : g*H + j1 (contiguous), which are
-                        its team-order columns b0 + g*w : b0 + (g+1)*w (w = j1 - j0).
-    order    (G,)       the team order (team.gate_order): member p packs its W_hh rows
-                        order[b0:b1] for packed.matmul_into at the start of the call.
+    w_ih, w_hh (G, I), (G, H)  in PyTorch's layout (the cells' gate order); member p gathers
+                        the rows of its units, order[b0:b1] (its team-order columns b0:b1), of
+                        W_ih for its share of the projection and packs those of W_hh for
+                        packed.matmul_into, at the start of the call.
+    order    (G,)       the team order (team.gate_order).
     gates    (T, N, G)  scratch for the projection, team order; when training, left holding the
                         activated gates (the cells' backward cache, team order);
     gh       (N, G)     scratch, team order.
@@ -65,12 +65,9 @@ def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih, w_hh,
     j0, j1 = bounds[member], bounds[member + 1]
     b0, b1 = n_gates * j0, n_gates * j1
     zero = gates.dtype.type(0)
-    H = h_bufs.shape[2]
-    width = j1 - j0
     gates2d = gates.reshape(T * N, G)
-    for gate in range(n_gates):
-        team.gemm_nt_into(fn, x2d, w_ih[gate * H + j0:gate * H + j1],
-                          gates2d[:, b0 + gate * width:b0 + (gate + 1) * width], 0.0)
+    # One GEMM over the member's gate rows gathered (one per gate block ran 20% slower).
+    team.gemm_nt_into(fn, x2d, w_ih[order[b0:b1]], gates2d[:, b0:b1], 0.0)
     bias_p = bias[b0:b1]
     w_p = packed.pack_rows_transposed(w_hh, order[b0:b1])
     for s in range(T):
