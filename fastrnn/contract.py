@@ -16,6 +16,13 @@ and each CellKernels holds, for one cell, one layer and one direction:
     backward(BackwardRequest) -> BackwardResult
     step(StepRequest) -> StepResult      optional: one time step of inference, the low-latency path
                                          of the *Cell modules; when absent, forward with T=1 is used
+    stream(x, h, c, w_ih, w_hh, b_ih, b_hh) -> (h', c') or None
+                                         optional: the same step on plain arrays, for the cells'
+                                         streaming calls (arrays already checked: C-contiguous,
+                                         the module's dtype and shapes; c and c' None but for the
+                                         LSTM), with none of the request objects' Python cost;
+                                         None means "take step() instead" (a batch or a case it
+                                         does not cover)
 
 Shapes (T time steps, N batch rows, I input features, H hidden units, G = cell.gates):
 
@@ -179,3 +186,4 @@ class CellKernels:
     forward: Callable[[ForwardRequest], ForwardResult]
     backward: Callable[[BackwardRequest], BackwardResult]
     step: Optional[Callable[[StepRequest], StepResult]] = None
+    stream: Optional[Callable[..., Optional[tuple]]] = None

@@ -17,15 +17,16 @@ from . import gru, lstm, rnn
 threads.apply_if_set()    # a fastrnn.set_num_threads from before Numba was imported reaches it now
 
 
-def _kernels(module) -> CellKernels:
-    return CellKernels(forward=module.forward, backward=module.backward, step=module.step_inference)
+def _kernels(module, stream) -> CellKernels:
+    return CellKernels(forward=module.forward, backward=module.backward, step=module.step_inference,
+                       stream=stream)
 
 
 KERNELS = {
-    "rnn_tanh": _kernels(rnn),
-    "rnn_relu": _kernels(rnn),
-    "lstm": _kernels(lstm),
-    "gru": _kernels(gru),
+    "rnn_tanh": _kernels(rnn, rnn.stream_tanh),
+    "rnn_relu": _kernels(rnn, rnn.stream_relu),
+    "lstm": _kernels(lstm, lstm.stream),
+    "gru": _kernels(gru, gru.stream),
 }
 
 

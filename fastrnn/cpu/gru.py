@@ -274,5 +274,15 @@ def step_inference(req: StepRequest) -> StepResult:
     return StepResult(h=h1)
 
 
+def stream(x, h, c, w_ih, w_hh, b_ih, b_hh):
+    """CellKernels.stream: step() on plain arrays for a batch of at most STEP_BATCH rows with
+    bias, else None (step_inference then runs). c is None."""
+    if x.shape[0] > STEP_BATCH or b_ih is None:
+        return None
+    h1 = np.empty_like(h)
+    step(x, h, w_ih, w_hh, b_ih, b_hh, h1)
+    return h1, None
+
+
 # Last: the team modules run this module's row bodies on the thread team, so they import it.
 from . import team_backward, team_loops  # noqa: E402

@@ -233,5 +233,24 @@ def step_inference(req: StepRequest) -> StepResult:
     return StepResult(h=h1)
 
 
+def _stream(x, h, w_ih, w_hh, b_ih, b_hh, use_relu):
+    if x.shape[0] > STEP_BATCH or b_ih is None:
+        return None
+    h1 = np.empty_like(h)
+    step(x, h, w_ih, w_hh, b_ih, b_hh, use_relu, h1)
+    return h1, None
+
+
+def stream_tanh(x, h, c, w_ih, w_hh, b_ih, b_hh):
+    """CellKernels.stream of rnn_tanh: step() on plain arrays for a batch of at most STEP_BATCH
+    rows with bias, else None (step_inference then runs). c is None."""
+    return _stream(x, h, w_ih, w_hh, b_ih, b_hh, False)
+
+
+def stream_relu(x, h, c, w_ih, w_hh, b_ih, b_hh):
+    """stream_tanh for rnn_relu."""
+    return _stream(x, h, w_ih, w_hh, b_ih, b_hh, True)
+
+
 # Last: the team modules run this module's row bodies on the thread team, so they import it.
 from . import team_backward, team_loops  # noqa: E402
