@@ -155,12 +155,12 @@ def test_step_matches_one_step_forward(name, bias, N, dtype):
         assert relative_error(step.c, whole.c_n) < SAME_BACKEND_PATHS[dtype]
     else:
         assert step.c is None
-    # The cells' streaming entry: the same numbers from the same kernel, or None (step() then runs)
-    # for a batch above STEP_BATCH or a layer without bias.
+    # The cells' streaming entry: the same numbers from the same kernel (a step this small never
+    # runs paired: pair.MIN_WEIGHTS), or None above STEP_BATCH.
     from fastrnn.cpu._blas import STEP_BATCH
 
     streamed = k.stream(d["x"][0], d["h0"], d["c0"], d["w_ih"], d["w_hh"], d["b_ih"], d["b_hh"])
-    if N > STEP_BATCH or not bias:
+    if N > STEP_BATCH:
         assert streamed is None
     else:
         assert np.array_equal(streamed[0], step.h)

@@ -10,23 +10,25 @@ Importing this package compiles nothing: each kernel compiles on first use and i
 """
 from __future__ import annotations
 
+from functools import partial
+
 from .. import threads
 from ..contract import CellKernels
-from . import gru, lstm, rnn
+from . import gru, lstm, pair, rnn
 
 threads.apply_if_set()    # a fastrnn.set_num_threads from before Numba was imported reaches it now
 
 
-def _kernels(module, stream) -> CellKernels:
+def _kernels(module, cell: int, use_relu: bool = False) -> CellKernels:
     return CellKernels(forward=module.forward, backward=module.backward, step=module.step_inference,
-                       stream=stream)
+                       stream=partial(pair.stream, cell, use_relu))
 
 
 KERNELS = {
-    "rnn_tanh": _kernels(rnn, rnn.stream_tanh),
-    "rnn_relu": _kernels(rnn, rnn.stream_relu),
-    "lstm": _kernels(lstm, lstm.stream),
-    "gru": _kernels(gru, gru.stream),
+    "rnn_tanh": _kernels(rnn, pair.RNN),
+    "rnn_relu": _kernels(rnn, pair.RNN, use_relu=True),
+    "lstm": _kernels(lstm, pair.LSTM),
+    "gru": _kernels(gru, pair.GRU),
 }
 
 

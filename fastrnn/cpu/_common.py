@@ -10,7 +10,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..contract import ForwardRequest, LayerWeights, StepRequest, StepResult
+from ..contract import ForwardRequest, StepRequest, StepResult
 from . import gemm
 
 
@@ -99,15 +99,6 @@ def run_backward_loop(step_fn, step_args, w_hh, lengths, reverse, dh, dgates, db
             pending = True
     if pending:
         dh += dh_rec
-
-
-def step_biases(weights: LayerWeights, dtype) -> tuple[np.ndarray, np.ndarray]:
-    """(b_ih, b_hh) for the jitted step kernels; without bias, zeros of the same (G*H,) shape stand
-    in, so the kernels add them like any bias (one type for both cases: no recompiles)."""
-    if weights.has_bias:
-        return weights.b_ih, weights.b_hh
-    zeros = np.zeros(weights.w_hh.shape[0], dtype=dtype)
-    return zeros, zeros
 
 
 def transpose(w: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from ..contract import (BackwardRequest, BackwardResult, ForwardRequest, Forward
                         StepRequest, StepResult)
 from ._blas import SMALL_BATCH, STEP_BATCH, copy_vector, small_matmul, small_matmul_nt
 from ._common import (SequenceCache, full_lengths, input_gradients, no_cache, project_input,
-                      recurrent_weight_gradient, run_backward_loop, run_forward_loop, step_biases,
+                      recurrent_weight_gradient, run_backward_loop, run_forward_loop,
                       step_through_forward, transpose)
 from ._math import ftanh, sigmoid
 from ._rows import add_column_sums, backward_row_start, clear_idle_forward, visited_time
@@ -167,24 +167,40 @@ def backward_small(gates, h_prev, hn_lin, w_hh, lengths, reverse, dout, dh, dgat
 
 
 @njit(**_JIT)
-def step(x, h, w_ih, w_hh, b_ih, b_hh, h_out):
-    """One inference step for at most STEP_BATCH rows: x (N, I), h (N, H), w_ih (3H, I),
-    w_hh (3H, H) in PyTorch layout, b_ih, b_hh (3H,) (zeros without bias); h_out (N, H) written,
-    aliasing nothing."""
-    N, H = h.shape
-    buf = np.empty((2 * N + 2, 3 * H), h.dtype)    # x side, h side, bias_x, spare: one allocation
+def step_units(x, h, w_ih, w_hh, b_ih, b_hh, h_out, j0, j1):
+    """One inference step of hidden units j0:j1 for at most STEP_BATCH rows: writes h_out[:, j0:j1]
+    only (see lstm.step_units). x (N, I), h (N, H), w_ih (3H, I), w_hh (3H, H) in PyTorch layout,
+    b_ih, b_hh (3H,) (zeros without bias); h_out (N, H) aliasing nothing."""
+    N = x.shape[0]
+    H = w_hh.shape[1]
+    w = j1 - j0
+    buf = np.empty((2 * N + 2, 3 * w), h.dtype)    # x side, h side, bias_x, spare: one allocation
     gx = buf[:N]
     gh = buf[N:2 * N]
     bias_x = buf[2 * N]
-    spare = buf[2 * N + 1, :H]   # see lstm.step: a second destination that aliases nothing
-    small_matmul_nt(x, w_ih, gx, False)
-    small_matmul_nt(h, w_hh, gh, False)
-    for j in range(3 * H):
-        bias_x[j] = b_ih[j] + b_hh[j] if j < 2 * H else b_ih[j]
-    bias_hn = b_hh[2 * H:]
+    spare = buf[2 * N + 1, :w]   # see lstm.step_units: a second destination that aliases nothing
+    if w == H:            # all units: one product over all rows (see lstm.step_units)
+        small_matmul_nt(x, w_ih, gx, False)
+        small_matmul_nt(h, w_hh, gh, False)
+    for gate in range(3):
+        r0 = gate * H + j0
+        if w < H:
+            small_matmul_nt(x, w_ih[r0:r0 + w], gx[:, gate * w:(gate + 1) * w], False)
+            small_matmul_nt(h, w_hh[r0:r0 + w], gh[:, gate * w:(gate + 1) * w], False)
+        for j in range(w):
+            b = b_ih[r0 + j]
+            bias_x[gate * w + j] = b + b_hh[r0 + j] if gate < 2 else b
+    bias_hn = b_hh[2 * H + j0:2 * H + j1]
     for n in range(N):
-        copy_vector(h_out[n], h[n])
-        cell_row(gx[n], gh[n], bias_x, bias_hn, h_out[n], spare, spare, False)
+        h_n = h_out[n, j0:j1]
+        copy_vector(h_n, h[n, j0:j1])
+        cell_row(gx[n], gh[n], bias_x, bias_hn, h_n, spare, spare, False)
+
+
+@njit(**_JIT)
+def step(x, h, w_ih, w_hh, b_ih, b_hh, h_out):
+    """One inference step of every unit (step_units' arguments)."""
+    step_units(x, h, w_ih, w_hh, b_ih, b_hh, h_out, 0, w_hh.shape[1])
 
 
 def _split_bias(b_ih, b_hh, H: int, dtype):
@@ -268,21 +284,9 @@ def step_inference(req: StepRequest) -> StepResult:
     x, w = req.x, req.weights
     if x.shape[0] > STEP_BATCH:
         return step_through_forward(forward, req)
-    h1 = np.empty_like(req.h)
-    b_ih, b_hh = step_biases(w, x.dtype)
-    step(x, req.h, w.w_ih, w.w_hh, b_ih, b_hh, h1)
-    return StepResult(h=h1)
+    return StepResult(h=pair.stream(pair.GRU, False, x, req.h, None, w.w_ih, w.w_hh, w.b_ih,
+                                    w.b_hh)[0])
 
 
-def stream(x, h, c, w_ih, w_hh, b_ih, b_hh):
-    """CellKernels.stream: step() on plain arrays for a batch of at most STEP_BATCH rows with
-    bias, else None (step_inference then runs). c is None."""
-    if x.shape[0] > STEP_BATCH or b_ih is None:
-        return None
-    h1 = np.empty_like(h)
-    step(x, h, w_ih, w_hh, b_ih, b_hh, h1)
-    return h1, None
-
-
-# Last: the team modules run this module's row bodies on the thread team, so they import it.
-from . import team_backward, team_loops  # noqa: E402
+# Last: the team modules and pair.py run this module's kernels on more threads, so they import it.
+from . import pair, team_backward, team_loops  # noqa: E402

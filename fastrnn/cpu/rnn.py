@@ -13,7 +13,7 @@ from ..contract import (BackwardRequest, BackwardResult, ForwardRequest, Forward
 from ._blas import SMALL_BATCH, STEP_BATCH, copy_vector, small_matmul, small_matmul_nt
 from ._common import (SequenceCache, bias_gradients, full_lengths, fused_bias, input_gradients,
                       no_cache, project_input, recurrent_weight_gradient, run_backward_loop,
-                      run_forward_loop, step_biases, step_through_forward, transpose)
+                      run_forward_loop, step_through_forward, transpose)
 from ._math import ftanh, relu
 from ._rows import add_column_sums, backward_row_start, clear_idle_forward, visited_time
 
@@ -148,20 +148,28 @@ def backward_small(gates, use_relu, w_hh, lengths, reverse, dout, dh, dgates, db
 
 
 @njit(**_JIT)
-def step(x, h, w_ih, w_hh, b_ih, b_hh, use_relu, h_out):
-    """One inference step for a small batch: x (N, I), h (N, H), w_ih (H, I), w_hh (H, H) in
-    PyTorch layout, b_ih, b_hh (H,) (zeros without bias); h_out (N, H) written, aliasing nothing."""
-    N, H = h.shape
-    buf = np.empty((N + 1, H), h.dtype)
+def step_units(x, h, w_ih, w_hh, b_ih, b_hh, use_relu, h_out, j0, j1):
+    """One inference step of hidden units j0:j1 for a small batch: writes h_out[:, j0:j1] only (see
+    lstm.step_units). x (N, I), h (N, H), w_ih (H, I), w_hh (H, H) in PyTorch layout, b_ih, b_hh
+    (H,) (zeros without bias); h_out (N, H) aliasing nothing."""
+    N = x.shape[0]
+    w = j1 - j0
+    buf = np.empty((N + 1, w), h.dtype)
     pre = buf[:N]
-    spare = buf[N]     # see lstm.step: a second destination that aliases nothing
-    small_matmul_nt(x, w_ih, pre, False)
-    small_matmul_nt(h, w_hh, pre, True)
+    spare = buf[N]     # see lstm.step_units: a second destination that aliases nothing
+    small_matmul_nt(x, w_ih[j0:j1], pre, False)
+    small_matmul_nt(h, w_hh[j0:j1], pre, True)
     for n in range(N):
         if use_relu:
-            cell_row(pre[n], b_ih, b_hh, True, h_out[n], spare, False)
+            cell_row(pre[n], b_ih[j0:j1], b_hh[j0:j1], True, h_out[n, j0:j1], spare, False)
         else:
-            cell_row(pre[n], b_ih, b_hh, False, h_out[n], spare, False)
+            cell_row(pre[n], b_ih[j0:j1], b_hh[j0:j1], False, h_out[n, j0:j1], spare, False)
+
+
+@njit(**_JIT)
+def step(x, h, w_ih, w_hh, b_ih, b_hh, use_relu, h_out):
+    """One inference step of every unit (step_units' arguments)."""
+    step_units(x, h, w_ih, w_hh, b_ih, b_hh, use_relu, h_out, 0, w_hh.shape[1])
 
 
 def _use_relu(cell) -> bool:
@@ -227,30 +235,9 @@ def step_inference(req: StepRequest) -> StepResult:
     x, w = req.x, req.weights
     if x.shape[0] > STEP_BATCH:
         return step_through_forward(forward, req)
-    h1 = np.empty_like(req.h)
-    b_ih, b_hh = step_biases(w, x.dtype)
-    step(x, req.h, w.w_ih, w.w_hh, b_ih, b_hh, _use_relu(req.cell), h1)
-    return StepResult(h=h1)
+    return StepResult(h=pair.stream(pair.RNN, _use_relu(req.cell), x, req.h, None, w.w_ih, w.w_hh,
+                                    w.b_ih, w.b_hh)[0])
 
 
-def _stream(x, h, w_ih, w_hh, b_ih, b_hh, use_relu):
-    if x.shape[0] > STEP_BATCH or b_ih is None:
-        return None
-    h1 = np.empty_like(h)
-    step(x, h, w_ih, w_hh, b_ih, b_hh, use_relu, h1)
-    return h1, None
-
-
-def stream_tanh(x, h, c, w_ih, w_hh, b_ih, b_hh):
-    """CellKernels.stream of rnn_tanh: step() on plain arrays for a batch of at most STEP_BATCH
-    rows with bias, else None (step_inference then runs). c is None."""
-    return _stream(x, h, w_ih, w_hh, b_ih, b_hh, False)
-
-
-def stream_relu(x, h, c, w_ih, w_hh, b_ih, b_hh):
-    """stream_tanh for rnn_relu."""
-    return _stream(x, h, w_ih, w_hh, b_ih, b_hh, True)
-
-
-# Last: the team modules run this module's row bodies on the thread team, so they import it.
-from . import team_backward, team_loops  # noqa: E402
+# Last: the team modules and pair.py run this module's kernels on more threads, so they import it.
+from . import pair, team_backward, team_loops  # noqa: E402

@@ -253,6 +253,8 @@ def try_run(members: int, kernel: Callable, args: tuple) -> bool:
         return False
     global runs
     try:
+        from . import pair     # here: pair.py imports this module
+        pair.retire()          # a partner spinning for the next cell step would slow a member
         with _numpy_blas().single_threaded():
             team.run(kernel, args)
         runs += 1

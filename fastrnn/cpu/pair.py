@@ -1,0 +1,313 @@
+"""The cells' streaming step on two cores: a partner thread that stays hot between steps.
+
+A *Cell step at batch 1 reads all of W_ih and W_hh once (LSTM H = 128: 512 KiB of float32, the
+whole L2 of a Zen 2 core) and little else, so one core runs it at its L2's bandwidth: ~10 us,
+two thirds of a streaming LSTMCell step. Split by hidden units over two cores, each reads half the
+weights from its own L2.
+
+The split pays only if the second core is already running: waking a sleeping thread costs tens
+of microseconds, more than the step. So the partner spins for a short window (WINDOW_S) after each
+step it served, waiting for the next one, and then sleeps on an Event. A step that finds it asleep
+runs alone on the caller's core, and wakes it only when the step before came less than WINDOW_S
+earlier: a burst of steps runs paired from its third step on, and its partner's core is free again
+WINDOW_S after the last one, while steps further apart than that (a real-time stream of frames)
+never wake it. Measured on 2 Zen 2 cores (KVM), LSTMCell eval steps at N = 1, one core against
+two in alternating blocks of one process: H = 128 17.1 -> 15.6 us (2-9% over runs), H = 256 41.9
+-> 30.6 us; the jitted step alone 10.2 -> 7.0 and 34 -> 21 us (the rest is Python's).
+
+The spin is a plain load loop, without the CPU's pause hint: under KVM, pause-loop exiting takes a
+vCPU that spins on pause off its core, and the paired LSTMCell step then took 20.5 us instead of
+16.3. It gives the core away with sched_yield every YIELD_AFTER spins, as the team's barrier does.
+
+The hand-over is one int64 `state` word, changed by compare-and-swap, and a job record of int64s
+(the arrays' addresses and sizes): ASLEEP -> SPINNING (the partner, woken), SPINNING -> POSTED
+(a caller that wrote a job; it then runs units 0:split while the partner runs split:H), POSTED ->
+SPINNING (the partner, done), SPINNING -> ASLEEP (the partner, its window over, or retire(): a
+team call about to use every core), POSTED -> FAILED (the partner raised: the caller then runs
+the partner's units too). A caller whose compare-and-swap fails runs the whole step.
+One caller at a time (a lock; a second thread's step runs alone). One thread
+(fastrnn.set_num_threads) turns it off, as it does the team, and so does FASTRNN_TEAM=0 when set
+before the process's first step large enough to pair. A forked child starts its own partner.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Optional
+
+import numpy as np
+from numba import carray, njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .. import threads
+from . import gru, lstm, rnn
+from ._blas import STEP_BATCH
+from ._spin import YIELD_AFTER, load_acquire, spin_pause, store_release, yield_core
+from .team import ENV_SWITCH, GRU, LSTM, RNN
+
+ASLEEP, SPINNING, POSTED, FAILED = 0, 1, 2, 3
+WINDOW_S = 0.0005          # how long the partner waits for the next step before it sleeps
+# Weights (elements of W_ih and W_hh) from which a step is split: below, one core's L2 holds them
+# and the hand-over costs more than half the step (measured on Zen 2: LSTM H = 64 gained nothing).
+MIN_WEIGHTS = 96 * 1024
+
+_JIT = dict(cache=True, nogil=True, error_model="numpy")
+
+# The job record: what a caller writes before it posts a step.
+_CELL, _DTYPE, _N, _I, _H, _SPLIT, _RELU = range(7)
+_X, _HX, _CX, _W_IH, _W_HH, _B_IH, _B_HH, _H_OUT, _C_OUT = range(7, 16)
+JOB_SIZE = 16
+
+
+@intrinsic
+def _compare_exchange(typingctx, word, index, expected, desired):
+    """Atomically: if word[index] == expected, set it to desired; True when it did (sequentially
+    consistent, so the caller's job record is visible before the partner can see POSTED)."""
+    def codegen(context, builder, sig, args):
+        array_type = sig.args[0]
+        array = context.make_array(array_type)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, array_type, array, [args[1]])
+        old = context.cast(builder, args[2], sig.args[2], types.int64)
+        new = context.cast(builder, args[3], sig.args[3], types.int64)
+        pair = builder.cmpxchg(ptr, old, new, "seq_cst", "seq_cst")
+        return builder.extract_value(pair, 1)
+    return types.boolean(word, index, expected, desired), codegen
+
+
+@intrinsic
+def _pointer(typingctx, address, like):
+    """The int64 `address` as a pointer to `like`'s type (float32 or float64), for numba.carray."""
+    if not isinstance(like, types.Float):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.inttoptr(args[0], context.get_value_type(sig.return_type))
+    return types.CPointer(like)(address, like), codegen
+
+
+@njit(**_JIT)
+def _run_units(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out, use_relu, j0, j1):
+    """The cell's step_units for hidden units j0:j1 (c, c_out: LSTM only, else any array)."""
+    if cell == LSTM:
+        lstm.step_units(x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out, j0, j1)
+    elif cell == GRU:
+        gru.step_units(x, h, w_ih, w_hh, b_ih, b_hh, h_out, j0, j1)
+    elif use_relu:
+        rnn.step_units(x, h, w_ih, w_hh, b_ih, b_hh, True, h_out, j0, j1)
+    else:
+        rnn.step_units(x, h, w_ih, w_hh, b_ih, b_hh, False, h_out, j0, j1)
+
+
+@njit(**_JIT)
+def _serve_job(job, like):
+    """The partner's part of a posted step: units job[_SPLIT]:H, from the arrays at the job's
+    addresses (the caller keeps them alive until the partner is done)."""
+    cell, N, I, H = job[_CELL], job[_N], job[_I], job[_H]
+    G = (4 if cell == LSTM else (3 if cell == GRU else 1)) * H
+    x = carray(_pointer(job[_X], like), (N, I))
+    h = carray(_pointer(job[_HX], like), (N, H))
+    c = carray(_pointer(job[_CX], like), (N, H))
+    w_ih = carray(_pointer(job[_W_IH], like), (G, I))
+    w_hh = carray(_pointer(job[_W_HH], like), (G, H))
+    b_ih = carray(_pointer(job[_B_IH], like), (G,))
+    b_hh = carray(_pointer(job[_B_HH], like), (G,))
+    h_out = carray(_pointer(job[_H_OUT], like), (N, H))
+    c_out = carray(_pointer(job[_C_OUT], like), (N, H))
+    _run_units(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out, job[_RELU] != 0,
+               job[_SPLIT], H)
+
+
+@njit(**_JIT)
+def _serve(state, job, window_spins):
+    """The partner's spin: serve posted steps until `window_spins` spins pass without one (then
+    go ASLEEP) or someone retires it. No pause hint in the loop (see the module docstring)."""
+    idle = 0
+    spins = 0
+    while True:
+        now = load_acquire(state, 0)
+        if now == POSTED:
+            if job[_DTYPE] == 0:
+                _serve_job(job, np.float32(0))
+            else:
+                _serve_job(job, np.float64(0))
+            store_release(state, 0, SPINNING)
+            idle = 0
+            continue
+        if now != SPINNING:
+            return
+        idle += 1
+        spins += 1
+        if spins >= YIELD_AFTER:
+            yield_core()
+            spins = 0
+        if idle >= window_spins and _compare_exchange(state, 0, SPINNING, ASLEEP):
+            return
+
+
+@njit(**_JIT)
+def _spin_for(spins):
+    """`spins` iterations like the serve loop's idle spin (to size its window in spins)."""
+    flag = np.zeros(1, dtype=np.int64)
+    count = 0
+    for _ in range(spins):
+        if load_acquire(flag, 0) != 0:
+            break
+        count += 1
+    return count
+
+
+@njit(**_JIT)
+def _run(state, job, cell, x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out, use_relu, split):
+    """The caller's side: post units split:H to a spinning partner and run 0:split, or (no partner
+    spinning) run every unit. True when the step ran paired."""
+    N, I = x.shape
+    H = h.shape[1]
+    job[_CELL], job[_DTYPE], job[_N], job[_I], job[_H] = cell, 0 if x.itemsize == 4 else 1, N, I, H
+    job[_SPLIT], job[_RELU] = split, 1 if use_relu else 0
+    job[_X], job[_HX], job[_CX] = x.ctypes.data, h.ctypes.data, c.ctypes.data
+    job[_W_IH], job[_W_HH] = w_ih.ctypes.data, w_hh.ctypes.data
+    job[_B_IH], job[_B_HH] = b_ih.ctypes.data, b_hh.ctypes.data
+    job[_H_OUT], job[_C_OUT] = h_out.ctypes.data, c_out.ctypes.data
+    paired = _compare_exchange(state, 0, SPINNING, POSTED)
+    _run_units(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out, use_relu, 0,
+               split if paired else H)
+    if paired:
+        now = load_acquire(state, 0)
+        while now == POSTED:
+            spin_pause()
+            now = load_acquire(state, 0)
+        if now == FAILED:     # the partner raised (out of memory?): its units, here
+            _run_units(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out, use_relu, split, H)
+            _compare_exchange(state, 0, FAILED, ASLEEP)
+    return paired
+
+
+class _Partner:
+    def __init__(self):
+        self.state = np.zeros(8, dtype=np.int64)          # one cache line
+        self.job = np.zeros(JOB_SIZE, dtype=np.int64)
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.last_step = -1.0                             # perf_counter() of the last step
+        _spin_for(1)                        # compiled (or loaded) before it is timed
+        start = time.perf_counter()
+        done = _spin_for(20000)
+        per_spin = (time.perf_counter() - start) / max(done, 1)
+        self.window_spins = max(1, int(WINDOW_S / per_spin))
+        threading.Thread(target=self._loop, daemon=True, name="fastrnn-step-partner").start()
+
+    def _loop(self) -> None:
+        while True:
+            self.wake.wait()
+            self.wake.clear()
+            self.state[0] = SPINNING
+            try:
+                _serve(self.state, self.job, self.window_spins)
+            except BaseException:       # a caller waiting on its job computes the units itself
+                self.state[0] = FAILED
+
+
+_partner: Optional[_Partner] = None
+_switched_off: Optional[bool] = None     # FASTRNN_TEAM=0, read at the first step that could pair
+_threads_allow = False                   # fastrnn's thread count is at least 2 (threads.on_change)
+_guard = threading.Lock()
+paired_steps = 0      # steps run on two cores in this process (tests check the partner served)
+
+
+def _follow_threads(n: int) -> None:
+    global _threads_allow
+    _threads_allow = n >= 2
+
+
+def _forget_after_fork() -> None:
+    global _partner
+    _partner = None
+
+
+threads.on_change(_follow_threads)
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def _get() -> Optional[_Partner]:
+    """The partner, started on first use; None when pairing is off. Kept to a few global reads:
+    the environment and the thread count cost a streaming step 4 us when looked up each time."""
+    global _partner, _switched_off
+    if not _threads_allow:
+        return None
+    if _partner is not None:
+        return _partner
+    if _switched_off is None:
+        _switched_off = os.environ.get(ENV_SWITCH, "auto").strip() == "0"
+    if _switched_off:
+        return None
+    with _guard:
+        if _partner is None:
+            _partner = _Partner()
+        return _partner
+
+
+def stream(cell: int, use_relu: bool, x, h, c, w_ih, w_hh, b_ih, b_hh):
+    """CellKernels.stream of the three cells (functools.partial over cell and use_relu): one
+    inference step of a batch of at most STEP_BATCH rows, (h', c') (c, c' None but for the LSTM),
+    on two cores when the partner is spinning, else on this one with the cell's step kernel;
+    None for a larger batch (step_inference then runs forward() over one time step)."""
+    if x.shape[0] > STEP_BATCH:
+        return None
+    if b_ih is None:
+        b_ih = b_hh = np.zeros(w_hh.shape[0], dtype=x.dtype)
+    h1 = np.empty_like(h)
+    c1 = None if c is None else np.empty_like(c)
+    if not try_step(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, h1, c1, use_relu):
+        if cell == LSTM:
+            lstm.step(x, h, c, w_ih, w_hh, b_ih, b_hh, h1, c1)
+        elif cell == GRU:
+            gru.step(x, h, w_ih, w_hh, b_ih, b_hh, h1)
+        else:
+            rnn.step(x, h, w_ih, w_hh, b_ih, b_hh, use_relu, h1)
+    return h1, c1
+
+
+def split_point(hidden: int) -> int:
+    """The caller's units 0:split, the partner's split:hidden (a multiple of 8 where it can)."""
+    half = hidden // 2
+    return half - half % 8 if half >= 8 else half
+
+
+def try_step(cell: int, x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out,
+             use_relu: bool = False) -> bool:
+    """Run one step (the cells' step_units arguments, with bias; c, c_out None but for the LSTM),
+    paired when the partner is spinning; False when the pair does not apply (too small a step,
+    turned off, another thread's step under way): the caller then runs its own step kernel."""
+    if w_ih.size + w_hh.size < MIN_WEIGHTS or h.shape[1] < 2:
+        return False
+    partner = _get()
+    if partner is None or not partner.lock.acquire(blocking=False):
+        return False
+    global paired_steps
+    try:
+        paired = _run(partner.state, partner.job, cell, x, h, h if c is None else c, w_ih, w_hh,
+                      b_ih, b_hh, h_out, h_out if c_out is None else c_out, use_relu,
+                      split_point(h.shape[1]))
+    finally:
+        partner.lock.release()
+    now = time.perf_counter()
+    if paired:
+        paired_steps += 1
+    elif now - partner.last_step < WINDOW_S:     # a burst of steps: have the partner spin
+        partner.wake.set()
+    partner.last_step = now
+    return True
+
+
+def retire() -> None:
+    """Send a spinning partner to sleep now (a team call is about to use every core)."""
+    partner = _partner
+    if partner is not None:
+        _retire(partner.state)
+
+
+@njit(**_JIT)
+def _retire(state):
+    _compare_exchange(state, 0, SPINNING, ASLEEP)

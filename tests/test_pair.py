@@ -1,0 +1,109 @@
+"""fastrnn/cpu/pair.py: the cells' streaming step split over two cores by a partner thread that
+spins between steps. The paired steps give the one-core step's numbers, for every cell and dtype."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn import dispatch
+from fastrnn.numerics import SAME_BACKEND_PATHS, relative_error
+
+pytestmark = [
+    pytest.mark.skipif(dispatch.unavailable_reason("numba") is not None,
+                       reason=f"numba backend unavailable: {dispatch.unavailable_reason('numba')}"),
+    pytest.mark.skipif(fastrnn.get_num_threads() < 2, reason="one thread: steps never pair"),
+]
+
+# Sizes whose weights reach pair.MIN_WEIGHTS (the RNN has one gate block: a larger H).
+CASES = [("LSTMCell", {}, 128, 96), ("GRUCell", {}, 128, 128),
+         ("RNNCell", {"nonlinearity": "tanh"}, 256, 256), ("RNNCell", {"nonlinearity": "relu"}, 256, 256)]
+
+
+def _paired_run(cell, xs, state, deadline_s=120.0):
+    """Step through xs repeatedly until a whole pass ran paired (the partner needs a few steps
+    to wake, and the first one compiles its kernels); returns the final state of that pass."""
+    from fastrnn.cpu import pair
+
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        before = pair.paired_steps
+        s = state
+        for x in xs:
+            s = cell(x, s)
+        if pair.paired_steps - before == len(xs):
+            return s
+    pytest.fail("the partner never served a whole pass of steps")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("N", [1, 3])
+@pytest.mark.parametrize("name, kwargs, H, I", CASES, ids=[c[0] + str(c[1].get("nonlinearity", ""))
+                                                           for c in CASES])
+def test_paired_steps_match_one_core(name, kwargs, H, I, N, dtype, monkeypatch):
+    from fastrnn.cpu import pair
+
+    rng = np.random.default_rng(H + N)
+    cell = getattr(fastrnn, name)(I, H, dtype=dtype, backend="numba", **kwargs).eval()
+    xs = [rng.uniform(-1, 1, (N, I)).astype(dtype) for _ in range(40)]
+    lstm = name == "LSTMCell"
+    h0 = rng.uniform(-0.5, 0.5, (N, H)).astype(dtype)
+    state = (h0, rng.uniform(-0.5, 0.5, (N, H)).astype(dtype)) if lstm else h0
+
+    paired = _paired_run(cell, xs, state)
+    monkeypatch.setattr(pair, "_threads_allow", False)        # the same steps on one core
+    before = pair.paired_steps
+    alone = state
+    for x in xs:
+        alone = cell(x, alone)
+    assert pair.paired_steps == before
+    for got, want in zip(paired if lstm else (paired,), alone if lstm else (alone,)):
+        assert got.dtype == np.dtype(dtype)
+        assert relative_error(got, want) < SAME_BACKEND_PATHS[dtype]
+
+
+def test_retire_sends_a_spinning_partner_to_sleep():
+    from fastrnn.cpu import pair
+
+    cell = fastrnn.LSTMCell(96, 128, backend="numba").eval()
+    x = np.ones((1, 96), np.float32)
+    _paired_run(cell, [x] * 10, (np.zeros((1, 128), np.float32), np.zeros((1, 128), np.float32)))
+    pair.retire()
+    assert pair._partner.state[0] in (pair.ASLEEP, pair.SPINNING)   # SPINNING: woken again since
+    time.sleep(10 * pair.WINDOW_S)
+    assert pair._partner.state[0] == pair.ASLEEP
+
+
+def test_a_failed_partner_leaves_its_units_to_the_caller(monkeypatch):
+    """A partner that raised marks its job FAILED; the caller then computes those units too."""
+    from fastrnn.cpu import lstm, pair
+
+    rng = np.random.default_rng(1)
+    H, I = 128, 96
+    x = rng.uniform(-1, 1, (2, I)).astype(np.float32)
+    h, c = (rng.uniform(-1, 1, (2, H)).astype(np.float32) for _ in range(2))
+    w_ih = rng.uniform(-0.1, 0.1, (4 * H, I)).astype(np.float32)
+    w_hh = rng.uniform(-0.1, 0.1, (4 * H, H)).astype(np.float32)
+    b = rng.uniform(-0.1, 0.1, 4 * H).astype(np.float32)
+    want_h, want_c = np.empty_like(h), np.empty_like(c)
+    lstm.step(x, h, c, w_ih, w_hh, b, b, want_h, want_c)
+
+    state = np.array([pair.SPINNING, 0, 0, 0, 0, 0, 0, 0], dtype=np.int64)
+    job = np.zeros(pair.JOB_SIZE, dtype=np.int64)
+    got_h, got_c = np.full_like(h, np.nan), np.full_like(c, np.nan)
+    import threading
+
+    def fail_when_posted():          # a partner whose job raises: it reports FAILED
+        while state[0] != pair.POSTED:
+            pass
+        state[0] = pair.FAILED
+
+    t = threading.Thread(target=fail_when_posted)
+    t.start()
+    assert pair._run(state, job, pair.LSTM, x, h, c, w_ih, w_hh, b, b, got_h, got_c, False, 64)
+    t.join()
+    assert state[0] == pair.ASLEEP
+    np.testing.assert_array_equal(got_h, want_h)
+    np.testing.assert_array_equal(got_c, want_c)
