@@ -205,10 +205,10 @@ def info_text() -> str:
     lines += ["", "backends:"]
     lines += ["  " + line for line in dispatch.availability_report().splitlines()]
     if dispatch.unavailable_reason("numba") is None:
-        from .cpu import team
+        from .cpu import pair, team
         from .cpu.gemm import choices_report
 
-        lines += [""] + choices_report().splitlines() + [team.report()]
+        lines += [""] + choices_report().splitlines() + [team.report(), pair.report()]
     lines += ["", "benchmark baselines:"]
     for device, name in TORCH_BASELINES.items():
         reason = torch_reason(device)

@@ -107,3 +107,11 @@ def test_a_failed_partner_leaves_its_units_to_the_caller(monkeypatch):
     assert state[0] == pair.ASLEEP
     np.testing.assert_array_equal(got_h, want_h)
     np.testing.assert_array_equal(got_c, want_c)
+
+
+def test_info_says_when_steps_pair(monkeypatch):
+    from fastrnn.cpu import pair
+
+    assert "two cores" in pair.report()
+    monkeypatch.setattr(pair, "_threads_allow", False)
+    assert pair.report().startswith("cell steps: one core")

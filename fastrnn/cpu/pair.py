@@ -311,3 +311,15 @@ def retire() -> None:
 @njit(**_JIT)
 def _retire(state):
     _compare_exchange(state, 0, SPINNING, ASLEEP)
+
+
+def report() -> str:
+    """What `fastrnn info` prints about the paired cell step."""
+    if not _threads_allow:
+        return "cell steps: one core (one thread: fastrnn.set_num_threads)"
+    if _switched_off or (_switched_off is None
+                         and os.environ.get(ENV_SWITCH, "auto").strip() == "0"):
+        return f"cell steps: one core ({ENV_SWITCH}=0)"
+    return (f"cell steps: eval steps of at most {STEP_BATCH} rows and {MIN_WEIGHTS} weights or more "
+            f"run on two cores within a burst (steps under {WINDOW_S * 1e3:g} ms apart: a partner "
+            f"thread spins that long after each step)")

@@ -306,3 +306,4 @@ def report() -> str:
     if team_choice.mode() == "auto":
         lines += team_choice.report()
     return "\n".join(lines)
+
