@@ -290,14 +290,14 @@ def try_step(cell: int, x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out,
         paired = _run(partner.state, partner.job, cell, x, h, h if c is None else c, w_ih, w_hh,
                       b_ih, b_hh, h_out, h_out if c_out is None else c_out, use_relu,
                       split_point(h.shape[1]))
+        now = time.perf_counter()
+        if paired:
+            paired_steps += 1
+        elif now - partner.last_step < WINDOW_S:     # a burst of steps: have the partner spin
+            partner.wake.set()
+        partner.last_step = now
     finally:
         partner.lock.release()
-    now = time.perf_counter()
-    if paired:
-        paired_steps += 1
-    elif now - partner.last_step < WINDOW_S:     # a burst of steps: have the partner spin
-        partner.wake.set()
-    partner.last_step = now
     return True
 
 
