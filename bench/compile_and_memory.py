@@ -1,7 +1,8 @@
 """Two numbers published beside the speed table, each measured in fresh processes:
 
 * compile time of the first call of every cell (float32 and float64, training forward + backward,
-  the thread team's training and eval loops and the inference step) with an empty Numba cache and
+  the thread team's training and eval loops, the inference step and a burst of steps that runs
+  paired on two cores) with an empty Numba cache and
   an empty fastrnn choice cache, then again with the caches that run left behind;
 * peak memory allocated by NumPy during LSTM (T=100, N=32, I=H=256) training (forward + backward) and
   inference (eval forward), counted by tracemalloc, which sees every NumPy buffer.
@@ -44,6 +45,12 @@ for dtype in ("float32", "float64"):
         c = make(3, 4, dtype=dtype, backend="{backend}").eval()
         h = np.zeros((1, 4), dtype)
         c(np.ones((1, 3), dtype), (h, h) if isinstance(c, fr.LSTMCell) else h)
+    # a burst of steps large enough to run paired on 2+ threads (pair.py: the caller's and the
+    # partner's kernels)
+    c = fr.LSTMCell(96, 128, dtype=dtype, backend="{backend}").eval()
+    state = (np.zeros((1, 128), dtype), np.zeros((1, 128), dtype))
+    for _ in range(20):
+        state = c(np.ones((1, 96), dtype), state)
 print(time.perf_counter() - t0 - t_import, t_import)
 """
 
