@@ -71,9 +71,9 @@ def test_retire_sends_a_spinning_partner_to_sleep():
     x = np.ones((1, 96), np.float32)
     _paired_run(cell, [x] * 10, (np.zeros((1, 128), np.float32), np.zeros((1, 128), np.float32)))
     pair.retire()
-    assert pair._partner.state[0] in (pair.ASLEEP, pair.SPINNING)   # SPINNING: woken again since
+    assert pair._partner.board[0] in (pair.ASLEEP, pair.SPINNING)   # SPINNING: woken again since
     time.sleep(10 * pair.WINDOW_S)
-    assert pair._partner.state[0] == pair.ASLEEP
+    assert pair._partner.board[0] == pair.ASLEEP
 
 
 def test_a_failed_partner_leaves_its_units_to_the_caller(monkeypatch):
@@ -90,23 +90,47 @@ def test_a_failed_partner_leaves_its_units_to_the_caller(monkeypatch):
     want_h, want_c = np.empty_like(h), np.empty_like(c)
     lstm.step(x, h, c, w_ih, w_hh, b, b, want_h, want_c)
 
-    state = np.array([pair.SPINNING, 0, 0, 0, 0, 0, 0, 0], dtype=np.int64)
-    job = np.zeros(pair.JOB_SIZE, dtype=np.int64)
+    board = np.zeros(pair.BOARD_SIZE, dtype=np.int64)
+    board[0] = pair.SPINNING
     got_h, got_c = np.full_like(h, np.nan), np.full_like(c, np.nan)
     import threading
 
     def fail_when_posted():          # a partner whose job raises: it reports FAILED
-        while state[0] != pair.POSTED:
+        while board[0] != pair.POSTED:
             pass
-        state[0] = pair.FAILED
+        board[0] = pair.FAILED
 
     t = threading.Thread(target=fail_when_posted)
     t.start()
-    assert pair._run(state, job, pair.LSTM, x, h, c, w_ih, w_hh, b, b, got_h, got_c, False, 64)
+    assert pair._run(board, pair.LSTM, x, h, c, w_ih, w_hh, b, b, got_h, got_c, False)
     t.join()
-    assert state[0] == pair.ASLEEP
+    assert board[0] == pair.ASLEEP
     np.testing.assert_array_equal(got_h, want_h)
     np.testing.assert_array_equal(got_c, want_c)
+
+
+def test_a_claimed_partner_leaves_a_second_caller_alone():
+    """While one caller holds the partner (CLAIMED or POSTED), another's step runs every unit on its
+    own core and writes nothing to the job record."""
+    from fastrnn.cpu import lstm, pair
+
+    rng = np.random.default_rng(2)
+    H, I = 128, 96
+    x = rng.uniform(-1, 1, (1, I)).astype(np.float32)
+    h, c = (rng.uniform(-1, 1, (1, H)).astype(np.float32) for _ in range(2))
+    w_ih = rng.uniform(-0.1, 0.1, (4 * H, I)).astype(np.float32)
+    w_hh = rng.uniform(-0.1, 0.1, (4 * H, H)).astype(np.float32)
+    b = rng.uniform(-0.1, 0.1, 4 * H).astype(np.float32)
+    want_h, want_c = np.empty_like(h), np.empty_like(c)
+    lstm.step(x, h, c, w_ih, w_hh, b, b, want_h, want_c)
+    for held in (pair.CLAIMED, pair.POSTED):
+        board = np.zeros(pair.BOARD_SIZE, dtype=np.int64)
+        board[0] = held
+        got_h, got_c = np.empty_like(h), np.empty_like(c)
+        assert not pair._run(board, pair.LSTM, x, h, c, w_ih, w_hh, b, b, got_h, got_c, False)
+        assert board[0] == held and not board[1:].any()
+        np.testing.assert_array_equal(got_h, want_h)
+        np.testing.assert_array_equal(got_c, want_c)
 
 
 def test_info_says_when_steps_pair(monkeypatch):

@@ -19,13 +19,14 @@ The spin is a plain load loop, without the CPU's pause hint: under KVM, pause-lo
 vCPU that spins on pause off its core, and the paired LSTMCell step then took 20.5 us instead of
 16.3. It gives the core away with sched_yield every YIELD_AFTER spins, as the team's barrier does.
 
-The hand-over is one int64 `state` word, changed by compare-and-swap, and a job record of int64s
-(the arrays' addresses and sizes): ASLEEP -> SPINNING (the partner, woken), SPINNING -> POSTED
-(a caller that wrote a job; it then runs units 0:split while the partner runs split:H), POSTED ->
-SPINNING (the partner, done), SPINNING -> ASLEEP (the partner, its window over, or retire(): a
-team call about to use every core), POSTED -> FAILED (the partner raised: the caller then runs
-the partner's units too). A caller whose compare-and-swap fails runs the whole step.
-One caller at a time (a lock; a second thread's step runs alone). One thread
+The hand-over is one int64 array, the board: a state word, changed by compare-and-swap, in the
+first cache line, and a job record (the arrays' addresses and sizes) in the next. ASLEEP ->
+SPINNING (the partner, woken), SPINNING -> CLAIMED (a caller: only it writes the job record),
+CLAIMED -> POSTED (the caller, once the record is written; it then runs units 0:split while the
+partner runs split:H), POSTED -> SPINNING (the partner, done), SPINNING -> ASLEEP (the partner, its
+window over, or retire(): a team call about to use every core), POSTED -> FAILED (the partner
+raised: the caller then runs the partner's units too). A caller whose claim fails (the partner
+asleep, or another thread's step under way) runs the whole step. One thread
 (fastrnn.set_num_threads) turns it off, as it does the team, and so does FASTRNN_TEAM=0 when set
 before the process's first step large enough to pair. A forked child starts its own partner.
 """
@@ -47,7 +48,7 @@ from ._blas import STEP_BATCH
 from ._spin import YIELD_AFTER, load_acquire, spin_pause, store_release, yield_core
 from .team import ENV_SWITCH, GRU, LSTM, RNN
 
-ASLEEP, SPINNING, POSTED, FAILED = 0, 1, 2, 3
+ASLEEP, SPINNING, CLAIMED, POSTED, FAILED = 0, 1, 2, 3, 4
 WINDOW_S = 0.0005          # how long the partner waits for the next step before it sleeps
 # Weights (elements of W_ih and W_hh) from which a step is split: below, one core's L2 holds them
 # and the hand-over costs more than half the step (measured on Zen 2: LSTM H = 64 gained nothing).
@@ -55,16 +56,18 @@ MIN_WEIGHTS = 96 * 1024
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
-# The job record: what a caller writes before it posts a step.
-_CELL, _DTYPE, _N, _I, _H, _SPLIT, _RELU = range(7)
-_X, _HX, _CX, _W_IH, _W_HH, _B_IH, _B_HH, _H_OUT, _C_OUT = range(7, 16)
-JOB_SIZE = 16
+# The board: the state word at 0, the job record (what a caller writes before it posts a step)
+# from _JOB, one cache line further.
+_JOB = 8
+_CELL, _DTYPE, _N, _I, _H, _SPLIT, _RELU = range(_JOB, _JOB + 7)
+_X, _HX, _CX, _W_IH, _W_HH, _B_IH, _B_HH, _H_OUT, _C_OUT = range(_JOB + 7, _JOB + 16)
+BOARD_SIZE = _JOB + 16
 
 
 @intrinsic
 def _compare_exchange(typingctx, word, index, expected, desired):
     """Atomically: if word[index] == expected, set it to desired; True when it did (sequentially
-    consistent, so the caller's job record is visible before the partner can see POSTED)."""
+    consistent)."""
     def codegen(context, builder, sig, args):
         array_type = sig.args[0]
         array = context.make_array(array_type)(context, builder, args[0])
@@ -101,39 +104,41 @@ def _run_units(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out, use_relu, j0
 
 
 @njit(**_JIT)
-def _serve_job(job, like):
-    """The partner's part of a posted step: units job[_SPLIT]:H, from the arrays at the job's
-    addresses (the caller keeps them alive until the partner is done)."""
-    cell, N, I, H = job[_CELL], job[_N], job[_I], job[_H]
+def _serve_job(board, like):
+    """The partner's part of a posted step: units board[_SPLIT]:H, from the arrays at the job
+    record's addresses (the caller keeps them alive until the partner is done)."""
+    cell, N, I, H = board[_CELL], board[_N], board[_I], board[_H]
     G = (4 if cell == LSTM else (3 if cell == GRU else 1)) * H
-    x = carray(_pointer(job[_X], like), (N, I))
-    h = carray(_pointer(job[_HX], like), (N, H))
-    c = carray(_pointer(job[_CX], like), (N, H))
-    w_ih = carray(_pointer(job[_W_IH], like), (G, I))
-    w_hh = carray(_pointer(job[_W_HH], like), (G, H))
-    b_ih = carray(_pointer(job[_B_IH], like), (G,))
-    b_hh = carray(_pointer(job[_B_HH], like), (G,))
-    h_out = carray(_pointer(job[_H_OUT], like), (N, H))
-    c_out = carray(_pointer(job[_C_OUT], like), (N, H))
-    _run_units(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out, job[_RELU] != 0,
-               job[_SPLIT], H)
+    x = carray(_pointer(board[_X], like), (N, I))
+    h = carray(_pointer(board[_HX], like), (N, H))
+    c = carray(_pointer(board[_CX], like), (N, H))
+    w_ih = carray(_pointer(board[_W_IH], like), (G, I))
+    w_hh = carray(_pointer(board[_W_HH], like), (G, H))
+    b_ih = carray(_pointer(board[_B_IH], like), (G,))
+    b_hh = carray(_pointer(board[_B_HH], like), (G,))
+    h_out = carray(_pointer(board[_H_OUT], like), (N, H))
+    c_out = carray(_pointer(board[_C_OUT], like), (N, H))
+    _run_units(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out, board[_RELU] != 0,
+               board[_SPLIT], H)
 
 
 @njit(**_JIT)
-def _serve(state, job, window_spins):
+def _serve(board, window_spins):
     """The partner's spin: serve posted steps until `window_spins` spins pass without one (then
     go ASLEEP) or someone retires it. No pause hint in the loop (see the module docstring)."""
     idle = 0
     spins = 0
     while True:
-        now = load_acquire(state, 0)
+        now = load_acquire(board, 0)
         if now == POSTED:
-            if job[_DTYPE] == 0:
-                _serve_job(job, np.float32(0))
+            if board[_DTYPE] == 0:
+                _serve_job(board, np.float32(0))
             else:
-                _serve_job(job, np.float64(0))
-            store_release(state, 0, SPINNING)
+                _serve_job(board, np.float64(0))
+            store_release(board, 0, SPINNING)
             idle = 0
+            continue
+        if now == CLAIMED:         # a caller is writing its job
             continue
         if now != SPINNING:
             return
@@ -142,7 +147,7 @@ def _serve(state, job, window_spins):
         if spins >= YIELD_AFTER:
             yield_core()
             spins = 0
-        if idle >= window_spins and _compare_exchange(state, 0, SPINNING, ASLEEP):
+        if idle >= window_spins and _compare_exchange(board, 0, SPINNING, ASLEEP):
             return
 
 
@@ -159,36 +164,40 @@ def _spin_for(spins):
 
 
 @njit(**_JIT)
-def _run(state, job, cell, x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out, use_relu, split):
-    """The caller's side: post units split:H to a spinning partner and run 0:split, or (no partner
-    spinning) run every unit. True when the step ran paired."""
+def _run(board, cell, x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out, use_relu):
+    """The caller's side: claim a spinning partner, post it units split:H (split about H/2, a
+    multiple of 8 where it can) and run 0:split, or (no partner to claim) run every unit. True
+    when the step ran paired."""
     N, I = x.shape
     H = h.shape[1]
-    job[_CELL], job[_DTYPE], job[_N], job[_I], job[_H] = cell, 0 if x.itemsize == 4 else 1, N, I, H
-    job[_SPLIT], job[_RELU] = split, 1 if use_relu else 0
-    job[_X], job[_HX], job[_CX] = x.ctypes.data, h.ctypes.data, c.ctypes.data
-    job[_W_IH], job[_W_HH] = w_ih.ctypes.data, w_hh.ctypes.data
-    job[_B_IH], job[_B_HH] = b_ih.ctypes.data, b_hh.ctypes.data
-    job[_H_OUT], job[_C_OUT] = h_out.ctypes.data, c_out.ctypes.data
-    paired = _compare_exchange(state, 0, SPINNING, POSTED)
+    half = H // 2
+    split = half - half % 8 if half >= 8 else half
+    paired = _compare_exchange(board, 0, SPINNING, CLAIMED)
+    if paired:
+        board[_CELL], board[_DTYPE] = cell, 0 if x.itemsize == 4 else 1
+        board[_N], board[_I], board[_H] = N, I, H
+        board[_SPLIT], board[_RELU] = split, 1 if use_relu else 0
+        board[_X], board[_HX], board[_CX] = x.ctypes.data, h.ctypes.data, c.ctypes.data
+        board[_W_IH], board[_W_HH] = w_ih.ctypes.data, w_hh.ctypes.data
+        board[_B_IH], board[_B_HH] = b_ih.ctypes.data, b_hh.ctypes.data
+        board[_H_OUT], board[_C_OUT] = h_out.ctypes.data, c_out.ctypes.data
+        store_release(board, 0, POSTED)
     _run_units(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out, use_relu, 0,
                split if paired else H)
     if paired:
-        now = load_acquire(state, 0)
+        now = load_acquire(board, 0)
         while now == POSTED:
             spin_pause()
-            now = load_acquire(state, 0)
+            now = load_acquire(board, 0)
         if now == FAILED:     # the partner raised (out of memory?): its units, here
             _run_units(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out, use_relu, split, H)
-            _compare_exchange(state, 0, FAILED, ASLEEP)
+            _compare_exchange(board, 0, FAILED, ASLEEP)
     return paired
 
 
 class _Partner:
     def __init__(self):
-        self.state = np.zeros(8, dtype=np.int64)          # one cache line
-        self.job = np.zeros(JOB_SIZE, dtype=np.int64)
-        self.lock = threading.Lock()
+        self.board = np.zeros(BOARD_SIZE, dtype=np.int64)
         self.wake = threading.Event()
         self.last_step = -1.0                             # perf_counter() of the last step
         _spin_for(1)                        # compiled (or loaded) before it is timed
@@ -202,11 +211,11 @@ class _Partner:
         while True:
             self.wake.wait()
             self.wake.clear()
-            self.state[0] = SPINNING
+            self.board[0] = SPINNING
             try:
-                _serve(self.state, self.job, self.window_spins)
+                _serve(self.board, self.window_spins)
             except BaseException:       # a caller waiting on its job computes the units itself
-                self.state[0] = FAILED
+                self.board[0] = FAILED
 
 
 _partner: Optional[_Partner] = None
@@ -269,35 +278,25 @@ def stream(cell: int, use_relu: bool, x, h, c, w_ih, w_hh, b_ih, b_hh):
     return h1, c1
 
 
-def split_point(hidden: int) -> int:
-    """The caller's units 0:split, the partner's split:hidden (a multiple of 8 where it can)."""
-    half = hidden // 2
-    return half - half % 8 if half >= 8 else half
-
-
 def try_step(cell: int, x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out,
              use_relu: bool = False) -> bool:
     """Run one step (the cells' step_units arguments, with bias; c, c_out None but for the LSTM),
     paired when the partner is spinning; False when the pair does not apply (too small a step,
-    turned off, another thread's step under way): the caller then runs its own step kernel."""
+    turned off): the caller then runs its own step kernel."""
     if w_ih.size + w_hh.size < MIN_WEIGHTS or h.shape[1] < 2:
         return False
     partner = _get()
-    if partner is None or not partner.lock.acquire(blocking=False):
+    if partner is None:
         return False
     global paired_steps
-    try:
-        paired = _run(partner.state, partner.job, cell, x, h, h if c is None else c, w_ih, w_hh,
-                      b_ih, b_hh, h_out, h_out if c_out is None else c_out, use_relu,
-                      split_point(h.shape[1]))
-        now = time.perf_counter()
-        if paired:
-            paired_steps += 1
-        elif now - partner.last_step < WINDOW_S:     # a burst of steps: have the partner spin
-            partner.wake.set()
-        partner.last_step = now
-    finally:
-        partner.lock.release()
+    paired = _run(partner.board, cell, x, h, h if c is None else c, w_ih, w_hh, b_ih, b_hh, h_out,
+                  h_out if c_out is None else c_out, use_relu)
+    now = time.perf_counter()
+    if paired:
+        paired_steps += 1          # (approximate when several threads step at once)
+    elif now - partner.last_step < WINDOW_S:     # a burst of steps: have the partner spin
+        partner.wake.set()
+    partner.last_step = now
     return True
 
 
@@ -305,12 +304,12 @@ def retire() -> None:
     """Send a spinning partner to sleep now (a team call is about to use every core)."""
     partner = _partner
     if partner is not None:
-        _retire(partner.state)
+        _retire(partner.board)
 
 
 @njit(**_JIT)
-def _retire(state):
-    _compare_exchange(state, 0, SPINNING, ASLEEP)
+def _retire(board):
+    _compare_exchange(board, 0, SPINNING, ASLEEP)
 
 
 def report() -> str:
