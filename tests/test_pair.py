@@ -139,3 +139,40 @@ def test_info_says_when_steps_pair(monkeypatch):
     assert "two cores" in pair.report()
     monkeypatch.setattr(pair, "_threads_allow", False)
     assert pair.report().startswith("cell steps: one core")
+
+
+def test_steps_from_two_threads_equal_their_one_thread_results():
+    """Two threads streaming their own cells at once: whichever claims the partner pairs, the other
+    runs alone; every step's numbers are those of the same steps run one thread at a time."""
+    import threading
+
+    from fastrnn.cpu import pair
+
+    rng = np.random.default_rng(3)
+    cells = [fastrnn.LSTMCell(96, 128, backend="numba").eval() for _ in range(2)]
+    xs = [[rng.uniform(-1, 1, (1, 96)).astype(np.float32) for _ in range(300)] for _ in range(2)]
+    zero = np.zeros((1, 128), np.float32)
+
+    def run(i, out):
+        s = (zero, zero)
+        for x in xs[i]:
+            s = cells[i](x, s)
+        out[i] = s
+
+    alone = {}
+    for i in range(2):
+        run(i, alone)
+    before = pair.paired_steps
+    for _ in range(20):            # until some step paired (the partner may be slow to wake)
+        together = {}
+        threads = [threading.Thread(target=run, args=(i, together)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for i in range(2):
+            for got, want in zip(together[i], alone[i]):
+                assert relative_error(got, want) < SAME_BACKEND_PATHS["float32"]
+        if pair.paired_steps > before:
+            break
+    assert pair.paired_steps > before
