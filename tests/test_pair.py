@@ -76,23 +76,29 @@ def test_retire_sends_a_spinning_partner_to_sleep():
     assert pair._partner.board[0] == pair.ASLEEP
 
 
-def test_a_failed_partner_leaves_its_units_to_the_caller(monkeypatch):
-    """A partner that raised marks its job FAILED; the caller then computes those units too."""
-    from fastrnn.cpu import lstm, pair
+def _lstm_step_case(seed, N, H=128, I=96):
+    """float32 inputs of one LSTM step large enough to pair, and the one-core step's (h', c')."""
+    from fastrnn.cpu import lstm
 
-    rng = np.random.default_rng(1)
-    H, I = 128, 96
-    x = rng.uniform(-1, 1, (2, I)).astype(np.float32)
-    h, c = (rng.uniform(-1, 1, (2, H)).astype(np.float32) for _ in range(2))
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (N, I)).astype(np.float32)
+    h, c = (rng.uniform(-1, 1, (N, H)).astype(np.float32) for _ in range(2))
     w_ih = rng.uniform(-0.1, 0.1, (4 * H, I)).astype(np.float32)
     w_hh = rng.uniform(-0.1, 0.1, (4 * H, H)).astype(np.float32)
     b = rng.uniform(-0.1, 0.1, 4 * H).astype(np.float32)
     want_h, want_c = np.empty_like(h), np.empty_like(c)
     lstm.step(x, h, c, w_ih, w_hh, b, b, want_h, want_c)
+    return (x, h, c, w_ih, w_hh, b, b), (want_h, want_c)
 
+
+def test_a_failed_partner_leaves_its_units_to_the_caller():
+    """A partner that raised marks its job FAILED; the caller then computes those units too."""
+    from fastrnn.cpu import pair
+
+    inputs, (want_h, want_c) = _lstm_step_case(1, N=2)
     board = np.zeros(pair.BOARD_SIZE, dtype=np.int64)
     board[0] = pair.SPINNING
-    got_h, got_c = np.full_like(h, np.nan), np.full_like(c, np.nan)
+    got_h, got_c = np.full_like(want_h, np.nan), np.full_like(want_c, np.nan)
     import threading
 
     def fail_when_posted():          # a partner whose job raises: it reports FAILED
@@ -102,7 +108,7 @@ def test_a_failed_partner_leaves_its_units_to_the_caller(monkeypatch):
 
     t = threading.Thread(target=fail_when_posted)
     t.start()
-    assert pair._run(board, pair.LSTM, x, h, c, w_ih, w_hh, b, b, got_h, got_c, False)
+    assert pair._run(board, pair.LSTM, *inputs, got_h, got_c, False)
     t.join()
     assert board[0] == pair.ASLEEP
     np.testing.assert_array_equal(got_h, want_h)
@@ -112,22 +118,14 @@ def test_a_failed_partner_leaves_its_units_to_the_caller(monkeypatch):
 def test_a_claimed_partner_leaves_a_second_caller_alone():
     """While one caller holds the partner (CLAIMED or POSTED), another's step runs every unit on its
     own core and writes nothing to the job record."""
-    from fastrnn.cpu import lstm, pair
+    from fastrnn.cpu import pair
 
-    rng = np.random.default_rng(2)
-    H, I = 128, 96
-    x = rng.uniform(-1, 1, (1, I)).astype(np.float32)
-    h, c = (rng.uniform(-1, 1, (1, H)).astype(np.float32) for _ in range(2))
-    w_ih = rng.uniform(-0.1, 0.1, (4 * H, I)).astype(np.float32)
-    w_hh = rng.uniform(-0.1, 0.1, (4 * H, H)).astype(np.float32)
-    b = rng.uniform(-0.1, 0.1, 4 * H).astype(np.float32)
-    want_h, want_c = np.empty_like(h), np.empty_like(c)
-    lstm.step(x, h, c, w_ih, w_hh, b, b, want_h, want_c)
+    inputs, (want_h, want_c) = _lstm_step_case(2, N=1)
     for held in (pair.CLAIMED, pair.POSTED):
         board = np.zeros(pair.BOARD_SIZE, dtype=np.int64)
         board[0] = held
-        got_h, got_c = np.empty_like(h), np.empty_like(c)
-        assert not pair._run(board, pair.LSTM, x, h, c, w_ih, w_hh, b, b, got_h, got_c, False)
+        got_h, got_c = np.empty_like(want_h), np.empty_like(want_c)
+        assert not pair._run(board, pair.LSTM, *inputs, got_h, got_c, False)
         assert board[0] == held and not board[1:].any()
         np.testing.assert_array_equal(got_h, want_h)
         np.testing.assert_array_equal(got_c, want_c)

@@ -46,7 +46,7 @@ from .. import threads
 from . import gru, lstm, rnn
 from ._blas import STEP_BATCH
 from ._spin import YIELD_AFTER, load_acquire, spin_pause, store_release, yield_core
-from .team import ENV_SWITCH, GRU, LSTM, RNN
+from .team import ENV_SWITCH, GRU, LSTM, RNN  # noqa: F401  (RNN: pair.RNN, as the cells call it)
 
 ASLEEP, SPINNING, CLAIMED, POSTED, FAILED = 0, 1, 2, 3, 4
 WINDOW_S = 0.0005          # how long the partner waits for the next step before it sleeps
