@@ -19,7 +19,8 @@ pytestmark = [
 
 # Sizes whose weights reach pair.MIN_WEIGHTS (the RNN has one gate block: a larger H).
 CASES = [("LSTMCell", {}, 128, 96), ("GRUCell", {}, 128, 128),
-         ("RNNCell", {"nonlinearity": "tanh"}, 256, 256), ("RNNCell", {"nonlinearity": "relu"}, 256, 256)]
+         ("RNNCell", {"nonlinearity": "tanh"}, 256, 256),
+         ("RNNCell", {"nonlinearity": "relu"}, 256, 256)]
 
 
 def _paired_run(cell, xs, state, deadline_s=120.0):
