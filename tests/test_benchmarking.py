@@ -26,7 +26,7 @@ from fastrnn.benchmarking.plots import write_plots
 from fastrnn.benchmarking.progress import Progress
 from fastrnn.benchmarking.report import (derive, load_record, markdown_report, save_record,
                                          targets_table)
-from fastrnn.benchmarking.runner import FORMAT, launch_in_process, plan_jobs, run_benchmarks
+from fastrnn.benchmarking.runner import launch_in_process, plan_jobs, run_benchmarks
 from fastrnn.benchmarking.summary import short_summary
 from fastrnn.benchmarking.timing import QUICK, SMOKE, Budget, HostTimer, measure
 from fastrnn.cli import main

@@ -47,7 +47,7 @@ def _provider_params():
 
     skip_mkl = pytest.mark.skipif(dispatch.unavailable_reason("numba") is None
                                   and _mkl_reason() is not None,
-                                  reason=f"MKL unavailable (pip install 'fastrnn[mkl]')")
+                                  reason="MKL unavailable (pip install 'fastrnn[mkl]')")
     return [pytest.param(name, marks=[skip_mkl] if name in MKL_PROVIDERS else [])
             for name in PROVIDERS]
 

@@ -15,7 +15,6 @@ array and a broadcast (stride 0) batch. Bounded (max_examples) so that it adds s
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -82,7 +81,7 @@ def cases(draw):
 
 
 def _inputs(p) -> dict:
-    case, kind, dtype = p["case"], p["kind"], p["dtype"]
+    case, kind = p["case"], p["kind"]
     rng = np.random.default_rng(p["seed"])
     seq = (case.T,) if p["unbatched"] else ((case.N, case.T) if case.batch_first else (case.T, case.N))
     state = (case.num_layers * case.D,) + (() if p["unbatched"] else (case.N,)) + (case.H,)

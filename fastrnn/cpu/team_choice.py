@@ -29,7 +29,7 @@ from typing import Optional
 import numpy as np
 
 from . import gemm, team
-from .team import GRU, LSTM, RNN
+from .team import GRU, LSTM, RNN  # noqa: F401  (RNN: team_choice.RNN for callers)
 
 CACHE_FILE = "team-choices.json"
 # Part of the cache section's name: raise it when the team's or the serial loops' kernels change
