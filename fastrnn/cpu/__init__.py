@@ -4,7 +4,10 @@ Per layer and direction: the input projection is one BLAS GEMM over all T*N rows
 runs one GEMM h W_hh^T and one fused, jitted pointwise pass per step; backward runs one fused
 pointwise pass and one GEMM per step and leaves the weight gradients to whole-sequence GEMMs. Small
 batches (N <= SMALL_BATCH) run their whole time loop in jitted code instead. All BLAS calls go
-through gemm.py's providers (see _blas.py for why never through Numba's np.dot).
+through gemm.py's providers (see _blas.py for why never through Numba's np.dot). On two or more
+threads, loops of a few rows and more run on the thread team (team.py, team_loops.py,
+team_backward.py), and the cells' inference steps of at most STEP_BATCH rows split their units over
+two cores within a burst of steps (pair.py).
 
 Importing this package compiles nothing: each kernel compiles on first use and is cached on disk.
 """
