@@ -781,9 +781,9 @@ class _CellBase(_Module):
                 return None
             h, c = hx
         else:
-            h, c = hx, x
+            h, c = hx, x          # c: a stand-in that passes the checks below (none for this cell)
         array, dtype = self._array_type, self.dtype
-        if not (type(x) is array and type(h) is array and type(c) is array
+        if not (type(x) is array and x.ndim == 2 and type(h) is array and type(c) is array
                 and x.dtype == dtype and h.dtype == dtype and c.dtype == dtype
                 and x.flags.c_contiguous and h.flags.c_contiguous and c.flags.c_contiguous):
             return None

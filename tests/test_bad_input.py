@@ -331,6 +331,12 @@ def test_cell_input_shape(backend, kind):
         cell(_x(backend, (N, I + 1)))
     with pytest.raises(ValueError, match=rf"input must have shape \(batch, {I}\)"):
         cell(_x(backend, (1, N, I)))
+    # in eval mode with a ready state, through the streaming path's checks too (a 0-d input)
+    cell.eval()
+    state = _state(backend, (N, H))
+    for shape in ((), (1, N, I)):
+        with pytest.raises(ValueError, match=rf"input must have shape \(batch, {I}\)"):
+            cell(_x(backend, shape), (state, state) if kind == "lstm" else state)
 
 
 @pytest.mark.parametrize("kind", CELL_KINDS)

@@ -320,5 +320,5 @@ def report() -> str:
                          and os.environ.get(ENV_SWITCH, "auto").strip() == "0"):
         return f"cell steps: one core ({ENV_SWITCH}=0)"
     return (f"cell steps: eval steps of at most {STEP_BATCH} rows and {MIN_WEIGHTS} weights or "
-            f"more run on two cores within a burst (steps under {WINDOW_S * 1e3:g} ms apart: a partner "
-            f"thread spins that long after each step)")
+            f"more run on two cores within a burst (steps under {WINDOW_S * 1e3:g} ms apart: a "
+            f"partner thread spins that long after each step)")

@@ -306,4 +306,3 @@ def report() -> str:
     if team_choice.mode() == "auto":
         lines += team_choice.report()
     return "\n".join(lines)
-
