@@ -1,5 +1,6 @@
 """The primitives the thread team's threads meet on inside jitted code: acquire/release loads and
-stores of an int64 flag, the CPU's spin-wait hint, and a barrier built from them.
+stores of an int64 flag (and a compare-and-swap, for pair.py), the CPU's spin-wait hint, and a
+barrier built from them.
 
 Each thread owns one flag and only ever raises it (release store of the step it has finished); a
 thread that needs everyone's step-s results waits until every flag reads at least s (acquire
@@ -47,6 +48,19 @@ def store_release(typingctx, flags, index, value):
         builder.store_atomic(value, _flag_pointer(context, builder, sig, args), "release", 8)
         return context.get_dummy_value()
     return types.void(flags, index, value), codegen
+
+
+@intrinsic
+def compare_exchange(typingctx, flags, index, expected, desired):
+    """Atomically: if flags[index] == expected, set it to desired; True when it did (sequentially
+    consistent). pair.py's hand-over word moves through its states by this."""
+    def codegen(context, builder, sig, args):
+        expected = context.cast(builder, args[2], sig.args[2], types.int64)
+        desired = context.cast(builder, args[3], sig.args[3], types.int64)
+        result = builder.cmpxchg(_flag_pointer(context, builder, sig, args), expected, desired,
+                                 "seq_cst", "seq_cst")
+        return builder.extract_value(result, 1)
+    return types.boolean(flags, index, expected, desired), codegen
 
 
 @intrinsic

@@ -39,14 +39,14 @@ from typing import Optional
 
 import numpy as np
 from numba import carray, njit, types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .. import threads
 from . import gru, lstm, rnn
 from ._blas import STEP_BATCH
-from ._spin import YIELD_AFTER, load_acquire, spin_pause, store_release, yield_core
-from .team import ENV_SWITCH, GRU, LSTM, RNN  # noqa: F401  (RNN: pair.RNN, as the cells call it)
+from ._spin import (YIELD_AFTER, compare_exchange, load_acquire, spin_pause, store_release,
+                    yield_core)
+from .team import ENV_SWITCH, GRU, LSTM, RNN, gate_count  # noqa: F401  (RNN: pair.RNN)
 
 ASLEEP, SPINNING, CLAIMED, POSTED, FAILED = 0, 1, 2, 3, 4
 WINDOW_S = 0.0005          # how long the partner waits for the next step before it sleeps
@@ -62,21 +62,6 @@ _JOB = 8
 _CELL, _DTYPE, _N, _I, _H, _SPLIT, _RELU = range(_JOB, _JOB + 7)
 _X, _HX, _CX, _W_IH, _W_HH, _B_IH, _B_HH, _H_OUT, _C_OUT = range(_JOB + 7, _JOB + 16)
 BOARD_SIZE = _JOB + 16
-
-
-@intrinsic
-def _compare_exchange(typingctx, word, index, expected, desired):
-    """Atomically: if word[index] == expected, set it to desired; True when it did (sequentially
-    consistent)."""
-    def codegen(context, builder, sig, args):
-        array_type = sig.args[0]
-        array = context.make_array(array_type)(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(context, builder, array_type, array, [args[1]])
-        old = context.cast(builder, args[2], sig.args[2], types.int64)
-        new = context.cast(builder, args[3], sig.args[3], types.int64)
-        pair = builder.cmpxchg(ptr, old, new, "seq_cst", "seq_cst")
-        return builder.extract_value(pair, 1)
-    return types.boolean(word, index, expected, desired), codegen
 
 
 @intrinsic
@@ -108,7 +93,7 @@ def _serve_job(board, like):
     """The partner's part of a posted step: units board[_SPLIT]:H, from the arrays at the job
     record's addresses (the caller keeps them alive until the partner is done)."""
     cell, N, I, H = board[_CELL], board[_N], board[_I], board[_H]
-    G = (4 if cell == LSTM else (3 if cell == GRU else 1)) * H
+    G = gate_count(cell) * H
     x = carray(_pointer(board[_X], like), (N, I))
     h = carray(_pointer(board[_HX], like), (N, H))
     c = carray(_pointer(board[_CX], like), (N, H))
@@ -147,7 +132,7 @@ def _serve(board, window_spins):
         if spins >= YIELD_AFTER:
             yield_core()
             spins = 0
-        if idle >= window_spins and _compare_exchange(board, 0, SPINNING, ASLEEP):
+        if idle >= window_spins and compare_exchange(board, 0, SPINNING, ASLEEP):
             return
 
 
@@ -172,7 +157,7 @@ def _run(board, cell, x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out, use_relu):
     H = h.shape[1]
     half = H // 2
     split = half - half % 8 if half >= 8 else half
-    paired = _compare_exchange(board, 0, SPINNING, CLAIMED)
+    paired = compare_exchange(board, 0, SPINNING, CLAIMED)
     if paired:
         board[_CELL], board[_DTYPE] = cell, 0 if x.itemsize == 4 else 1
         board[_N], board[_I], board[_H] = N, I, H
@@ -191,7 +176,7 @@ def _run(board, cell, x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out, use_relu):
             now = load_acquire(board, 0)
         if now == FAILED:     # the partner raised (out of memory?): its units, here
             _run_units(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out, use_relu, split, H)
-            _compare_exchange(board, 0, FAILED, ASLEEP)
+            compare_exchange(board, 0, FAILED, ASLEEP)
     return paired
 
 
@@ -309,7 +294,7 @@ def retire() -> None:
 
 @njit(**_JIT)
 def _retire(board):
-    _compare_exchange(board, 0, SPINNING, ASLEEP)
+    compare_exchange(board, 0, SPINNING, ASLEEP)
 
 
 def report() -> str:
