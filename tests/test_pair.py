@@ -88,7 +88,7 @@ def _lstm_step_case(seed, N, H=128, I=96):
     w_hh = rng.uniform(-0.1, 0.1, (4 * H, H)).astype(np.float32)
     b = rng.uniform(-0.1, 0.1, 4 * H).astype(np.float32)
     want_h, want_c = np.empty_like(h), np.empty_like(c)
-    lstm.step(x, h, c, w_ih, w_hh, b, b, want_h, want_c)
+    lstm.step_units(x, h, c, w_ih, w_hh, b, b, want_h, want_c, 0, H)
     return (x, h, c, w_ih, w_hh, b, b), (want_h, want_c)
 
 

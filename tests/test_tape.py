@@ -268,3 +268,10 @@ def test_calling_a_module_goes_through_an_overridden_forward():
     Logged(3, 4, backend="numpy")(np.ones((2, 1, 3), np.float32))
     LoggedCell(3, 4, backend="numpy").eval()(np.ones((1, 3), np.float32))
     assert calls == [(2, 1, 3), (1, 3)]
+    # An eval step with a ready state, which the cells' own __call__ streams without forward():
+    # the subclass's forward still runs, and a second subclass level keeps it.
+    state = (np.zeros((2, 4), np.float32), np.zeros((2, 4), np.float32))
+    LoggedCell(3, 4, backend="numba").eval()(np.ones((2, 3), np.float32), state)
+    deeper = type("Deeper", (LoggedCell,), {})(3, 4, backend="numba").eval()
+    deeper(np.ones((5, 3), np.float32), (np.zeros((5, 4), np.float32),) * 2)
+    assert calls[2:] == [(2, 3), (5, 3)]

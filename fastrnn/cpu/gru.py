@@ -197,12 +197,6 @@ def step_units(x, h, w_ih, w_hh, b_ih, b_hh, h_out, j0, j1):
         cell_row(gx[n], gh[n], bias_x, bias_hn, h_n, spare, spare, False)
 
 
-@njit(**_JIT)
-def step(x, h, w_ih, w_hh, b_ih, b_hh, h_out):
-    """One inference step of every unit (step_units' arguments)."""
-    step_units(x, h, w_ih, w_hh, b_ih, b_hh, h_out, 0, w_hh.shape[1])
-
-
 def _split_bias(b_ih, b_hh, H: int, dtype):
     """[b_ir + b_hr, b_iz + b_hz, b_in] and b_hn (zeros without bias)."""
     if b_ih is None:

@@ -168,7 +168,7 @@ def backward_small(gates, c_prev, w_hh, lengths, reverse, dout, dh, dc, dgates, 
 def step_units(x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out, j0, j1):
     """One inference step of hidden units j0:j1, for a batch of at most STEP_BATCH rows: writes
     h_out[:, j0:j1] and c_out[:, j0:j1] only (the two threads of a paired step, pair.py, each run
-    one range of units; step() runs them all).
+    one range of units; alone, it runs them all).
 
     x (N, I), h, c (N, H), w_ih (4H, I), w_hh (4H, H) in PyTorch layout; b_ih, b_hh (4H,) (zeros
     without bias); h_out, c_out (N, H), aliasing none of the inputs.
@@ -198,12 +198,6 @@ def step_units(x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out, j0, j1):
         c_n = c_out[n, j0:j1]
         copy_vector(c_n, c[n, j0:j1])
         cell_row(pre[n], bias_i, bias_h, c_n, h_out[n, j0:j1], spare, False)
-
-
-@njit(**_JIT)
-def step(x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out):
-    """One inference step of every unit (step_units' arguments)."""
-    step_units(x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out, 0, w_hh.shape[1])
 
 
 def forward(req: ForwardRequest) -> ForwardResult:

@@ -204,6 +204,7 @@ class _Partner:
 
 
 _partner: Optional[_Partner] = None
+_SOLO_BOARD = np.zeros(BOARD_SIZE, dtype=np.int64)   # never SPINNING: _run on it runs every unit
 _switched_off: Optional[bool] = None     # FASTRNN_TEAM=0, read at the first step that could pair
 _threads_allow = False                   # fastrnn's thread count is at least 2 (threads.on_change)
 _guard = threading.Lock()
@@ -245,44 +246,34 @@ def _get() -> Optional[_Partner]:
 def stream(cell: int, use_relu: bool, x, h, c, w_ih, w_hh, b_ih, b_hh):
     """CellKernels.stream of the three cells (functools.partial over cell and use_relu): one
     inference step of a batch of at most STEP_BATCH rows, (h', c') (c, c' None but for the LSTM),
-    on two cores when the partner is spinning, else on this one with the cell's step kernel;
-    None for a larger batch (step_inference then runs forward() over one time step)."""
+    on two cores when the partner is spinning, else on this one; None for a larger batch
+    (step_inference then runs forward() over one time step). One jitted call (_run) whichever way
+    the step goes, and few Python steps around it: at LSTMCell N = 1, H = 128 this function's own
+    work is a sixth of a streaming step."""
     if x.shape[0] > STEP_BATCH:
         return None
     if b_ih is None:
         b_ih = b_hh = np.zeros(w_hh.shape[0], dtype=x.dtype)
-    h1 = np.empty_like(h)
-    c1 = None if c is None else np.empty_like(c)
-    if not try_step(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, h1, c1, use_relu):
-        if cell == LSTM:
-            lstm.step(x, h, c, w_ih, w_hh, b_ih, b_hh, h1, c1)
-        elif cell == GRU:
-            gru.step(x, h, w_ih, w_hh, b_ih, b_hh, h1)
-        else:
-            rnn.step(x, h, w_ih, w_hh, b_ih, b_hh, use_relu, h1)
-    return h1, c1
-
-
-def try_step(cell: int, x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out,
-             use_relu: bool = False) -> bool:
-    """Run one step (the cells' step_units arguments, with bias; c, c_out None but for the LSTM),
-    paired when the partner is spinning; False when the pair does not apply (too small a step,
-    turned off): the caller then runs its own step kernel."""
-    if w_ih.size + w_hh.size < MIN_WEIGHTS or h.shape[1] < 2:
-        return False
-    partner = _get()
-    if partner is None:
-        return False
+    shape, dtype = h.shape, h.dtype
+    h_out = np.empty(shape, dtype)              # (np.empty_like costs half as much again)
+    c_out = h_out if c is None else np.empty(shape, dtype)   # non-LSTM cells: a stand-in, unused
+    partner = _partner if _threads_allow else None
+    if partner is None and _threads_allow:
+        partner = _get()
+    if partner is None or w_ih.size + w_hh.size < MIN_WEIGHTS or h.shape[1] < 2:
+        _run(_SOLO_BOARD, cell, x, h, h if c is None else c, w_ih, w_hh, b_ih, b_hh, h_out, c_out,
+             use_relu)
+        return h_out, (None if c is None else c_out)
     global paired_steps
     paired = _run(partner.board, cell, x, h, h if c is None else c, w_ih, w_hh, b_ih, b_hh, h_out,
-                  h_out if c_out is None else c_out, use_relu)
+                  c_out, use_relu)
     now = time.perf_counter()
     if paired:
         paired_steps += 1          # (approximate when several threads step at once)
     elif now - partner.last_step < WINDOW_S:     # a burst of steps: have the partner spin
         partner.wake.set()
     partner.last_step = now
-    return True
+    return h_out, (None if c is None else c_out)
 
 
 def retire() -> None:

@@ -166,12 +166,6 @@ def step_units(x, h, w_ih, w_hh, b_ih, b_hh, use_relu, h_out, j0, j1):
             cell_row(pre[n], b_ih[j0:j1], b_hh[j0:j1], False, h_out[n, j0:j1], spare, False)
 
 
-@njit(**_JIT)
-def step(x, h, w_ih, w_hh, b_ih, b_hh, use_relu, h_out):
-    """One inference step of every unit (step_units' arguments)."""
-    step_units(x, h, w_ih, w_hh, b_ih, b_hh, use_relu, h_out, 0, w_hh.shape[1])
-
-
 def _use_relu(cell) -> bool:
     return cell.name == "rnn_relu"
 
