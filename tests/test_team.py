@@ -115,8 +115,9 @@ def test_team_without_lengths_and_thin_hidden_size(team, monkeypatch, name):
 
 
 def test_team_is_not_used_where_it_does_not_pay(team):
-    assert team.members_for(hidden=256, rows=2) == 0          # the whole-loop kernels are faster
     assert team.members_for(hidden=48, rows=32) == 0          # too few units a thread
+    assert team.members_for(hidden=256, rows=1) >= 2          # any batch (the measured choice
+    #                                                           then picks team or serial)
     assert team.members_for(hidden=256, rows=32) >= 2
 
 
@@ -232,6 +233,22 @@ def test_team_training_matches_serial_loops(team, monkeypatch, name, reverse, dt
     assert team.runs == runs + 2, "forward and backward must both run on the team"
     _assert_same(got, _serial(monkeypatch, name, d, run=_train, reverse=reverse), dtype,
                  _reference(name, d, run=_train, reverse=reverse))
+
+
+@pytest.mark.parametrize("N", [1, 2])
+@pytest.mark.parametrize("name", list(CELLS))
+def test_team_matches_whole_loop_kernels_at_one_and_two_rows(team, monkeypatch, name, N):
+    """Batches of one and two rows (the serial side: the whole-loop small-batch kernels; the team:
+    packed.py's remainder tiles of one and two rows), inference and training, float64."""
+    d = _inputs(name, 5, N, 9, 66, "float64", seed=11 + N)
+    runs = team.runs
+    got = _forward(name, d)
+    assert team.runs == runs + 1, "the team did not run this forward"
+    _assert_same(got, _serial(monkeypatch, name, d), "float64", _reference(name, d))
+    got = _train(name, d)
+    assert team.runs == runs + 3, "forward and backward must both run on the team"
+    _assert_same(got, _serial(monkeypatch, name, d, run=_train), "float64",
+                 _reference(name, d, run=_train))
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru"])

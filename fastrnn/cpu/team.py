@@ -41,8 +41,10 @@ ENV_SWITCH = "FASTRNN_TEAM"
 # Units per member below which a member's GEMM is too thin to pay for the barrier (measured: LSTM
 # H = 64 on 2 cores gains nothing).
 MIN_UNITS_PER_MEMBER = 32
-# Batch rows from which the team runs (the whole-loop paths below it are faster still).
-MIN_ROWS = 3
+# Batch rows from which the team may run: every batch, the measured choice (team_choice.py)
+# deciding. (With OpenBLAS per-step products the whole-loop paths were faster below 3 rows; on
+# packed.py's kernel a member's half of W_hh stays in its core's L2 and the team can win at 1.)
+MIN_ROWS = 1
 # The cells, as the team loops (team_loops.py, team_backward.py) tell them apart.
 LSTM, GRU, RNN = 0, 1, 2
 
@@ -299,9 +301,10 @@ def report() -> str:
     how = {"auto": "team or serial measured per shape on first use, cached in "
                    f"{gemm.cache_dir() / team_choice.CACHE_FILE}",
            "1": f"always where it applies ({ENV_SWITCH}=1)"}[team_choice.mode()]
+    rows = f"at least {MIN_ROWS} rows and " if MIN_ROWS > 1 else ""
     lines = [f"team: {threads.get_num_threads()} threads for inference loops (all cells) and "
-             f"training (every row the whole sequence) of at least {MIN_ROWS} rows and "
-             f"{MIN_UNITS_PER_MEMBER} hidden units a thread (NumPy's OpenBLAS, one thread per "
+             f"training (every row the whole sequence) of {rows}"
+             f"{MIN_UNITS_PER_MEMBER} hidden units a thread or more (NumPy's OpenBLAS, one thread per "
              f"member); {how}; {ENV_SWITCH}=0 turns it off"]
     if team_choice.mode() == "auto":
         lines += team_choice.report()
