@@ -14,10 +14,12 @@ pytestmark = pytest.mark.skipif(dispatch.unavailable_reason("numba") is not None
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("N, K, M", [(32, 256, 512), (4, 16, 16), (5, 13, 67), (3, 7, 9),
                                      (1, 1, 1), (33, 100, 70), (8, 64, 8), (6, 9, 20),
-                                     (7, 32, 16), (12, 5, 33), (11, 40, 24)])
+                                     (7, 32, 16), (12, 5, 33), (11, 40, 24),
+                                     (1, 7, 20), (1, 2, 16), (2, 5, 17), (8, 3, 16), (13, 6, 9)])
 def test_matmul_into_matches_numpy(dtype, N, K, M):
-    """Full tiles, every count of rows left below a full tile (1..ROWS-1: their own tiles),
-    columns that do not fill a panel (the zero-padded path), into a column
+    """Full tiles, every count of rows left below a full tile (1..ROWS-1: their own tiles; the
+    thin ones of 1 and 2 rows with K split over accumulator sets, K below, at and off a multiple
+    of the split), columns that do not fill a panel (the zero-padded path), into a column
     slice of a wider array whose other columns stay untouched, from a strided row view of A."""
     from fastrnn.cpu import packed
 

@@ -34,8 +34,9 @@ from .team import GRU, LSTM, RNN  # noqa: F401  (RNN: team_choice.RNN for caller
 CACHE_FILE = "team-choices.json"
 # Part of the cache section's name: raise it when the team's or the serial loops' kernels change
 # enough that costs measured before no longer hold (3: packed.py, fixed + per-step costs; 4: the
-# 6-row packed tile and one projection GEMM a member).
-KERNELS_VERSION = 4
+# 6-row packed tile and one projection GEMM a member; 5: thin tiles of 1-3 rows, and batches of
+# 1-2 rows on the team).
+KERNELS_VERSION = 5
 SHORT_STEPS, LONG_STEPS = 4, 24
 ROUNDS = 5            # timed calls per path and length; the fastest counts (noise only adds time)
 SETTLE_S = 0.2        # untimed team calls first, for at least this long (see the docstring)
