@@ -184,7 +184,7 @@ class _Partner:
     def __init__(self):
         self.board = np.zeros(BOARD_SIZE, dtype=np.int64)
         self.wake = threading.Event()
-        self.last_step = -1.0                             # perf_counter() of the last step
+        self.last_step = -1.0                             # perf_counter() of the last unpaired step
         _spin_for(1)                        # compiled (or loaded) before it is timed
         start = time.perf_counter()
         done = _spin_for(20000)
@@ -264,15 +264,17 @@ def stream(cell: int, use_relu: bool, x, h, c, w_ih, w_hh, b_ih, b_hh):
         _run(_SOLO_BOARD, cell, x, h, h if c is None else c, w_ih, w_hh, b_ih, b_hh, h_out, c_out,
              use_relu)
         return h_out, (None if c is None else c_out)
-    global paired_steps
-    paired = _run(partner.board, cell, x, h, h if c is None else c, w_ih, w_hh, b_ih, b_hh, h_out,
-                  c_out, use_relu)
-    now = time.perf_counter()
-    if paired:
+    if _run(partner.board, cell, x, h, h if c is None else c, w_ih, w_hh, b_ih, b_hh, h_out, c_out,
+            use_relu):
+        global paired_steps
         paired_steps += 1          # (approximate when several threads step at once)
-    elif now - partner.last_step < WINDOW_S:     # a burst of steps: have the partner spin
-        partner.wake.set()
-    partner.last_step = now
+    else:
+        # Only unpaired steps keep the time: the partner sleeps once no step came for WINDOW_S, so
+        # the step that finds it asleep is that far from any paired one anyway.
+        now = time.perf_counter()
+        if now - partner.last_step < WINDOW_S:     # a burst of steps: have the partner spin
+            partner.wake.set()
+        partner.last_step = now
     return h_out, (None if c is None else c_out)
 
 
