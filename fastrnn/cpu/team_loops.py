@@ -28,6 +28,7 @@ from numba import njit
 from ..contract import ForwardRequest, ForwardResult
 from . import packed, team, team_choice
 from . import gru, lstm, rnn
+from ._blas import copy_vector
 from ._common import SequenceCache
 from ._rows import visited_time
 from ._spin import arrive_and_wait
@@ -79,7 +80,7 @@ def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih, w_hh,
             hn = nxt[n, j0:j1]
             if t < 0:
                 out[s, n, j0:j1] = zero
-                hn[:] = cur[n, j0:j1]
+                copy_vector(hn, cur[n, j0:j1])
                 if training:
                     h_prev[s, n, j0:j1] = zero
                     if cell != RNN:
@@ -89,17 +90,17 @@ def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih, w_hh,
             ghn = gh[n, b0:b1]
             o_t = out[t, n, j0:j1]
             if training:
-                h_prev[t, n, j0:j1] = cur[n, j0:j1]
+                copy_vector(h_prev[t, n, j0:j1], cur[n, j0:j1])
             if cell == LSTM and training:
-                extra[t, n, j0:j1] = c[n, j0:j1]
+                copy_vector(extra[t, n, j0:j1], c[n, j0:j1])
                 lstm.cell_row(g, ghn, bias_p, c[n, j0:j1], hn, o_t, True)
             elif cell == LSTM:
                 lstm.cell_row(g, ghn, bias_p, c[n, j0:j1], hn, o_t, False)
             elif cell == GRU and training:
-                hn[:] = cur[n, j0:j1]
+                copy_vector(hn, cur[n, j0:j1])
                 gru.cell_row(g, ghn, bias_p, bias_hn[j0:j1], hn, o_t, extra[t, n, j0:j1], True)
             elif cell == GRU:
-                hn[:] = cur[n, j0:j1]
+                copy_vector(hn, cur[n, j0:j1])
                 gru.cell_row(g, ghn, bias_p, bias_hn[j0:j1], hn, o_t, o_t, False)
             elif training and use_relu:
                 rnn.cell_row(g, ghn, bias_p, True, hn, o_t, True)
