@@ -348,13 +348,28 @@ def test_choice_is_obeyed_at_each_sequence_length(auto_choice, team, monkeypatch
     d = {T: _inputs("rnn_tanh", T, 4, 8, 64, "float64", seed=10) for T in (3, 40)}
     key = auto_choice.shape_key(auto_choice.RNN, False, False, 4, 8, 64, "float64")
     costs = {"team": [1e-3, 1e-5], "serial": [1e-4, 4e-5]}    # crossover at 32 steps (MARGIN)
-    assert auto_choice.crossover(costs) == 32
+    assert auto_choice.team_lengths(costs) == "team from T = 32"
+    assert all(auto_choice.team_wins(costs, T) == (T >= 32) for T in range(1, 200))
     monkeypatch.setitem(auto_choice._costs, key, costs)
     monkeypatch.setattr(auto_choice, "_loaded_for", auto_choice._section())
     for T, delta in ((3, 0), (40, 1)):
         runs = team.runs
         _forward("rnn_tanh", d[T])
         assert team.runs == runs + delta, T
+
+
+@pytest.mark.parametrize("costs, words, wins", [
+    ({"team": [1e-4, 5e-5], "serial": [1e-3, 4e-5]}, "team up to T = 77",   # cheaper call, dearer step
+     lambda T: T <= 77),
+    ({"team": [1e-4, 1e-5], "serial": [1e-3, 4e-5]}, "team", lambda T: True),
+    ({"team": [1e-3, 5e-5], "serial": [1e-4, 4e-5]}, "serial", lambda T: False),
+    ({"team": [1e-3, 1e-5], "serial": [1e-4, 4e-5]}, "team from T = 32", lambda T: T >= 32),
+])
+def test_info_names_the_lengths_the_team_takes(auto_choice, costs, words, wins):
+    """fastrnn info's verdict per shape agrees with the choice every call makes (team_wins), on
+    either side of the crossing."""
+    assert auto_choice.team_lengths(costs) == words
+    assert all(auto_choice.team_wins(costs, T) == wins(T) for T in range(1, 5000))
 
 
 def test_unknown_team_setting_is_an_error(auto_choice, monkeypatch):

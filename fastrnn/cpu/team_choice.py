@@ -6,8 +6,8 @@ it pays a fixed cost per call (packing its weight blocks, waking its workers). H
 depends on the machine: on 2 Zen 4 cores the team ran LSTM inference (32, 256) 1.4x faster, on 2
 Zen 2 cores the two paths came out close. So, as for the GEMM providers (gemm.py), the first call
 of a shape (cell, mode, dtype, batch, input and hidden size) times both paths on probe sequences of
-SHORT_STEPS and LONG_STEPS steps (a training shape: forward and backward), fits each path's cost
-as fixed + steps * per_step, and caches the two lines on disk beside the GEMM choices; every call
+SHORT_STEPS and LONG_STEPS steps (a training shape: forward and backward), in PASSES passes over
+the two paths, fits each path's cost through its fastest calls as fixed + steps * per_step, and caches the two lines on disk beside the GEMM choices; every call
 then takes the path that is cheaper at its own sequence length (the team only when it wins by
 MARGIN).
 
@@ -35,10 +35,15 @@ CACHE_FILE = "team-choices.json"
 # Part of the cache section's name: raise it when the team's or the serial loops' kernels change
 # enough that costs measured before no longer hold (3: packed.py, fixed + per-step costs; 4: the
 # 6-row packed tile and one projection GEMM a member; 5: thin tiles of 1-3 rows, and batches of
-# 1-2 rows on the team).
-KERNELS_VERSION = 5
+# 1-2 rows on the team; 6: probes in two passes, PASSES).
+KERNELS_VERSION = 6
 SHORT_STEPS, LONG_STEPS = 4, 24
 ROUNDS = 5            # timed calls per path and length; the fastest counts (noise only adds time)
+# Passes over both paths (team, serial, team, ...), the fastest call of all counting: a machine
+# that runs slower for a second or more at a time (shared VMs do) would otherwise slow every call
+# of one path's probe and none of the other's (seen on a Zen 2 VM: LSTM inference (100,64,256)
+# probed 774 us a team step against 602 serial, then ran 58 ms on the team and 66 serially).
+PASSES = 2
 SETTLE_S = 0.2        # untimed team calls first, for at least this long (see the docstring)
 MARGIN = 0.03
 PATHS = ("team", "serial")
@@ -138,37 +143,47 @@ def measure(cell: int, use_relu: bool, training: bool, rows: int, inputs: int, h
         if training:
             module.backward(BackwardRequest(cell=spec, cache=r.cache, dout=dout, dh_n=dh, dc_n=dc))
 
-    costs = {}
+    best = {(path, steps): float("inf") for path in PATHS for steps in (SHORT_STEPS, LONG_STEPS)}
     try:
-        for path in PATHS:                      # the team first: see the module docstring
-            _local.forced = path == "team"
-            settle_until = time.perf_counter() + (SETTLE_S if path == "team" else 0.0)
-            call(SHORT_STEPS)
-            while time.perf_counter() < settle_until:
+        for _ in range(PASSES):
+            for path in PATHS:                  # the team first: see the module docstring
+                _local.forced = path == "team"
+                settle_until = time.perf_counter() + (SETTLE_S if path == "team" else 0.0)
                 call(SHORT_STEPS)
-            best = {}
-            for steps in (SHORT_STEPS, LONG_STEPS):
-                call(steps)
-                samples = []
-                for _ in range(ROUNDS):
-                    t0 = time.perf_counter()
+                while time.perf_counter() < settle_until:
+                    call(SHORT_STEPS)
+                for steps in (SHORT_STEPS, LONG_STEPS):
                     call(steps)
-                    samples.append(time.perf_counter() - t0)
-                best[steps] = min(samples)
-            per_step = max(0.0, (best[LONG_STEPS] - best[SHORT_STEPS]) / (LONG_STEPS - SHORT_STEPS))
-            costs[path] = [max(0.0, best[SHORT_STEPS] - SHORT_STEPS * per_step), per_step]
+                    for _ in range(ROUNDS):
+                        t0 = time.perf_counter()
+                        call(steps)
+                        best[path, steps] = min(best[path, steps], time.perf_counter() - t0)
     finally:
         _local.forced = None
+    costs = {}
+    for path in PATHS:
+        short, long = best[path, SHORT_STEPS], best[path, LONG_STEPS]
+        per_step = max(0.0, (long - short) / (LONG_STEPS - SHORT_STEPS))
+        costs[path] = [max(0.0, short - SHORT_STEPS * per_step), per_step]
     return costs
 
 
-def crossover(costs: dict) -> Optional[int]:
-    """The shortest sequence the team takes (None: none up to 100000 steps)."""
-    for steps in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 100000):
-        if team_wins(costs, steps):
-            lo = steps // 2 + 1 if steps > 1 else 1
-            return next(s for s in range(lo, steps + 1) if team_wins(costs, s))
-    return None
+def team_lengths(costs: dict) -> str:
+    """The sequence lengths that run on the team, in words: "team from T = a", "team up to T = b"
+    (its per-step cost the higher one, its fixed cost the lower), "team" or "serial". Both costs
+    are lines in T, so the team wins on one side of a single crossing."""
+    (team_fixed, team_step), (serial_fixed, serial_step) = costs["team"], costs["serial"]
+    keep = 1 - MARGIN
+    slope = team_step - keep * serial_step            # team wins where slope * T < offset
+    offset = keep * serial_fixed - team_fixed
+    if slope == 0:
+        return "team" if offset > 0 else "serial"
+    crossing = offset / slope
+    if slope < 0:                                     # wins for T > crossing
+        first = max(1, int(crossing) + 1)
+        return "team" if first == 1 else f"team from T = {first}"
+    last = int(crossing) if crossing != int(crossing) else int(crossing) - 1
+    return "serial" if last < 1 else f"team up to T = {last}"
 
 
 def report() -> list[str]:
@@ -179,8 +194,7 @@ def report() -> list[str]:
         return ["  no loop shape measured yet"]
     lines = []
     for key, costs in sorted(entries.items()):
-        start = crossover(costs)
-        verdict = "serial" if start is None else f"team from T = {start}"
+        verdict = team_lengths(costs)
         (tf, ts), (sf, ss) = costs["team"], costs["serial"]
         lines.append(f"  {key:40s} {verdict:18s} (per step: team {ts * 1e6:.0f} us, serial "
                      f"{ss * 1e6:.0f} us; per call: team {tf * 1e3:.2f} ms, serial {sf * 1e3:.2f} ms)")
