@@ -92,10 +92,12 @@ def _make_tile(rows: int, splits: int = 1):
                     updated.append(builder.call(fma, [splat, b1, accs[2 * r + 1]]))
                 return updated
 
+            width = 2 * rows      # accumulator vectors of one set: two a row
+
             def k_loop(name, start_block, start_k, start_accs, step, sets):
                 """A loop over k from start_k while k + step <= K, `sets` accumulator sets (each
-                2 * rows vectors) updated with k, k+1, .., k+sets-1 an iteration; returns the
-                head block (where it exits) and the accumulator phis."""
+                `width` vectors) updated with k, k+1, .., k+sets-1 an iteration; returns k and the
+                accumulators as the loop leaves them."""
                 head = builder.append_basic_block(f"{name}.head")
                 body = builder.append_basic_block(f"{name}.body")
                 builder.branch(head)
@@ -111,7 +113,6 @@ def _make_tile(rows: int, splits: int = 1):
                 exit_block = builder.append_basic_block(f"{name}.exit")
                 builder.cbranch(more, body, exit_block)
                 builder.position_at_end(body)
-                width = 2 * rows
                 updated = []
                 for s in range(sets):
                     updated += multiply_add(builder.add(kk, ir.Constant(i64, s)),
@@ -123,7 +124,6 @@ def _make_tile(rows: int, splits: int = 1):
                 builder.position_at_end(exit_block)
                 return kk, accs
 
-            width = 2 * rows
             kk, accs = k_loop("tile", builder.block, ir.Constant(i64, 0),
                               [zero] * (width * splits), splits, splits)
             if splits > 1:        # the last K % splits values of k, into the first set

@@ -257,18 +257,14 @@ def stream(cell: int, use_relu: bool, x, h, c, w_ih, w_hh, b_ih, b_hh):
     shape, dtype = h.shape, h.dtype
     h_out = np.empty(shape, dtype)              # (np.empty_like costs half as much again)
     c_out = h_out if c is None else np.empty(shape, dtype)   # non-LSTM cells: a stand-in, unused
-    partner = _partner if _threads_allow else None
-    if partner is None and _threads_allow:
-        partner = _get()
-    if partner is None or w_ih.size + w_hh.size < MIN_WEIGHTS or h.shape[1] < 2:
-        _run(_SOLO_BOARD, cell, x, h, h if c is None else c, w_ih, w_hh, b_ih, b_hh, h_out, c_out,
-             use_relu)
-        return h_out, (None if c is None else c_out)
-    if _run(partner.board, cell, x, h, h if c is None else c, w_ih, w_hh, b_ih, b_hh, h_out, c_out,
-            use_relu):
+    partner = None                  # a step too small to split never starts the partner
+    if w_ih.size + w_hh.size >= MIN_WEIGHTS and h.shape[1] >= 2:
+        partner = _partner if _threads_allow and _partner is not None else _get()
+    if _run(_SOLO_BOARD if partner is None else partner.board, cell, x, h, h if c is None else c,
+            w_ih, w_hh, b_ih, b_hh, h_out, c_out, use_relu):
         global paired_steps
         paired_steps += 1          # (approximate when several threads step at once)
-    else:
+    elif partner is not None:
         # Only unpaired steps keep the time: the partner sleeps once no step came for WINDOW_S, so
         # the step that finds it asleep is that far from any paired one anyway.
         now = time.perf_counter()
