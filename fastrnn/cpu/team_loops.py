@@ -47,8 +47,9 @@ def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih, w_hh,
                         W_ih for its share of the projection and packs those of W_hh for
                         packed.matmul_into, at the start of the call.
     order    (G,)       the team order (team.gate_order).
-    gates    (T, N, G)  scratch for the projection, team order; when training, left holding the
-                        activated gates (the cells' backward cache, team order);
+    gates    (T, N, G)  scratch for the projection: when training in team order, and left
+                        holding the activated gates (the cells' backward cache, team order); in
+                        inference member p's columns as one (T, N, b1 - b0) block at T*N*b0;
     gh       (N, G)     scratch, team order.
     bias     (G,)       team order: LSTM, RNN b_ih + b_hh; GRU [b_ir + b_hr, b_iz + b_hz, b_in].
     bias_hn  (H,)       GRU's b_hn in unit order (unused otherwise).
@@ -66,9 +67,18 @@ def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih, w_hh,
     j0, j1 = bounds[member], bounds[member + 1]
     b0, b1 = n_gates * j0, n_gates * j1
     zero = gates.dtype.type(0)
-    gates2d = gates.reshape(T * N, G)
-    # One GEMM over the member's gate rows gathered (one per gate block ran 20% slower).
-    team.gemm_nt_into(fn, x2d, w_ih[order[b0:b1]], gates2d[:, b0:b1], 0.0)
+    # One GEMM over the member's gate rows gathered (one per gate block ran 20% slower). Training
+    # keeps the gates in team order, columns b0:b1 of every row (the backward's layout); inference
+    # gives each member a contiguous region of the buffer, (T, N, b1 - b0) at T*N*b0, which it
+    # alone writes and reads: the two GEMMs side by side writing interleaved halves of every row
+    # ran 15-20% slower (GRU (100,32,256): 9.5-9.9 against 8.1-8.4 ms).
+    width = b1 - b0
+    if training:
+        mine, first = gates, b0
+        team.gemm_nt_into(fn, x2d, w_ih[order[b0:b1]], gates.reshape(T * N, G)[:, b0:b1], 0.0)
+    else:
+        mine, first = gates.reshape(T * N * G)[T * N * b0:T * N * b1].reshape((T, N, width)), 0
+        team.gemm_nt_into(fn, x2d, w_ih[order[b0:b1]], mine.reshape((T * N, width)), 0.0)
     bias_p = bias[b0:b1]
     w_p = packed.pack_rows_transposed(w_hh, order[b0:b1])
     for s in range(T):
@@ -86,7 +96,7 @@ def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih, w_hh,
                     if cell != RNN:
                         extra[s, n, j0:j1] = zero
                 continue
-            g = gates[t, n, b0:b1]
+            g = mine[t, n, first:first + width]
             ghn = gh[n, b0:b1]
             o_t = out[t, n, j0:j1]
             if training:
