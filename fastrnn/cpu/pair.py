@@ -46,7 +46,8 @@ from . import gru, lstm, rnn
 from ._blas import STEP_BATCH
 from ._spin import (YIELD_AFTER, compare_exchange, load_acquire, spin_pause, store_release,
                     yield_core)
-from .team import ENV_SWITCH, GRU, LSTM, RNN, gate_count  # noqa: F401  (RNN: pair.RNN)
+from .team import (ENV_SWITCH, GRU, LSTM, RNN,  # noqa: F401  (RNN: pair.RNN)
+                   gate_count, switched_off)
 
 ASLEEP, SPINNING, CLAIMED, POSTED, FAILED = 0, 1, 2, 3, 4
 WINDOW_S = 0.0005          # how long the partner waits for the next step before it sleeps
@@ -234,7 +235,7 @@ def _get() -> Optional[_Partner]:
     if _partner is not None:
         return _partner
     if _switched_off is None:
-        _switched_off = os.environ.get(ENV_SWITCH, "auto").strip() == "0"
+        _switched_off = switched_off()
     if _switched_off:
         return None
     with _guard:
@@ -290,8 +291,7 @@ def report() -> str:
     """What `fastrnn info` prints about the paired cell step."""
     if not _threads_allow:
         return "cell steps: one core (one thread: fastrnn.set_num_threads)"
-    if _switched_off or (_switched_off is None
-                         and os.environ.get(ENV_SWITCH, "auto").strip() == "0"):
+    if _switched_off or (_switched_off is None and switched_off()):
         return f"cell steps: one core ({ENV_SWITCH}=0)"
     return (f"cell steps: eval steps of at most {STEP_BATCH} rows and {MIN_WEIGHTS} weights or "
             f"more run on two cores within a burst (steps under {WINDOW_S * 1e3:g} ms apart: a "

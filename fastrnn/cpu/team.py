@@ -220,9 +220,14 @@ _team_guard = threading.Lock()
 runs = 0            # completed team calls in this process (tests check that the team really ran)
 
 
+def switched_off() -> bool:
+    """FASTRNN_TEAM=0: neither the team nor the paired cell step runs (read when asked)."""
+    return os.environ.get(ENV_SWITCH, "auto").strip() == "0"
+
+
 def unavailable_reason() -> Optional[str]:
     """Why the team cannot run in this process, or None."""
-    if os.environ.get(ENV_SWITCH, "auto").strip() == "0":
+    if switched_off():
         return f"turned off by {ENV_SWITCH}=0"
     if threads.get_num_threads() < 2:
         return "one thread (fastrnn.set_num_threads)"
@@ -304,8 +309,8 @@ def report() -> str:
     rows = f"at least {MIN_ROWS} rows and " if MIN_ROWS > 1 else ""
     lines = [f"team: {threads.get_num_threads()} threads for inference loops (all cells) and "
              f"training (every row the whole sequence) of {rows}"
-             f"{MIN_UNITS_PER_MEMBER} hidden units a thread or more (NumPy's OpenBLAS, one thread per "
-             f"member); {how}; {ENV_SWITCH}=0 turns it off"]
+             f"{MIN_UNITS_PER_MEMBER} hidden units a thread or more (NumPy's OpenBLAS, one thread "
+             f"per member); {how}; {ENV_SWITCH}=0 turns it off"]
     if team_choice.mode() == "auto":
         lines += team_choice.report()
     return "\n".join(lines)

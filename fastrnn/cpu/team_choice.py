@@ -7,9 +7,9 @@ depends on the machine: on 2 Zen 4 cores the team ran LSTM inference (32, 256) 1
 Zen 2 cores the two paths came out close. So, as for the GEMM providers (gemm.py), the first call
 of a shape (cell, mode, dtype, batch, input and hidden size) times both paths on probe sequences of
 SHORT_STEPS and LONG_STEPS steps (a training shape: forward and backward), in PASSES passes over
-the two paths, fits each path's cost through its fastest calls as fixed + steps * per_step, and caches the two lines on disk beside the GEMM choices; every call
-then takes the path that is cheaper at its own sequence length (the team only when it wins by
-MARGIN).
+the two paths, fits each path's cost through its fastest calls as fixed + steps * per_step, and
+caches the two lines on disk beside the GEMM choices; every call then takes the path that is
+cheaper at its own sequence length (the team only when it wins by MARGIN).
 
 The team's calls are timed first, after SETTLE_S of untimed team calls: BLAS threads that an
 earlier serial call woke go on spinning for a while (OpenBLAS: about 0.1 s; measured on Zen 2, LSTM
@@ -21,6 +21,7 @@ tests use it); "0" never runs it (team.unavailable_reason).
 """
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -180,9 +181,9 @@ def team_lengths(costs: dict) -> str:
         return "team" if offset > 0 else "serial"
     crossing = offset / slope
     if slope < 0:                                     # wins for T > crossing
-        first = max(1, int(crossing) + 1)
+        first = max(1, math.floor(crossing) + 1)
         return "team" if first == 1 else f"team from T = {first}"
-    last = int(crossing) if crossing != int(crossing) else int(crossing) - 1
+    last = math.ceil(crossing) - 1                    # wins for T < crossing
     return "serial" if last < 1 else f"team up to T = {last}"
 
 
