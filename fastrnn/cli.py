@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--kinds", nargs="+", choices=["layer", "step", "model"],
                        help="case kinds: layer (whole sequences), step (*Cell one step at a time), "
                             "model (the char-LM, torch.nn against converted); default all")
+    bench.add_argument("--bidirectional", action="store_true",
+                       help="time bidirectional layers: the layer cases of the preset or --shapes, "
+                            "each with both directions (step and model cases dropped)")
     bench.add_argument("--out", default=None, metavar="DIR",
                        help=f"output folder (default ./{DEFAULT_OUT})")
     bench.add_argument("--compare", nargs="+", metavar="JSON",
@@ -98,7 +101,7 @@ def bench(args, parser) -> int:
     try:
         shapes = [parse_shape(s) for s in args.shapes] if args.shapes else None
         cases = build_grid(args.preset, cells=args.cells, shapes=shapes, dtypes=args.dtype,
-                           modes=args.modes, kinds=args.kinds)
+                           modes=args.modes, kinds=args.kinds, bidirectional=args.bidirectional)
         contestants = bk.select(args.backends)
     except ValueError as exc:
         parser.error(str(exc))

@@ -23,6 +23,13 @@ and each CellKernels holds, for one cell, one layer and one direction:
                                          LSTM), with none of the request objects' Python cost;
                                          None means "take step() instead" (a batch or a case it
                                          does not cover)
+    forward_pair(ForwardRequest, ForwardRequest) -> (ForwardResult, ForwardResult) or None
+    backward_pair(BackwardRequest, BackwardRequest) -> (BackwardResult, BackwardResult) or None
+                                         optional: the two directions of a bidirectional layer
+                                         (the same input, the second request's reverse True) in
+                                         one call, which may run them side by side; each result
+                                         is what forward (backward) gives for its request, and
+                                         None means "call forward (backward) once a direction"
 
 Shapes (T time steps, N batch rows, I input features, H hidden units, G = cell.gates):
 
@@ -187,3 +194,5 @@ class CellKernels:
     backward: Callable[[BackwardRequest], BackwardResult]
     step: Optional[Callable[[StepRequest], StepResult]] = None
     stream: Optional[Callable[..., Optional[tuple]]] = None
+    forward_pair: Optional[Callable[[ForwardRequest, ForwardRequest], Optional[tuple]]] = None
+    backward_pair: Optional[Callable[[BackwardRequest, BackwardRequest], Optional[tuple]]] = None

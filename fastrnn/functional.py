@@ -10,7 +10,7 @@ Arrays here are time-major: x (T, N, I), states (L*D, N, H). `weights[layer][dir
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from .cells import CellSpec
 from .contract import BackwardRequest, CellKernels, ForwardRequest, LayerWeights, normalise_lengths
@@ -47,13 +47,15 @@ def stack_forward(kern: CellKernels, cell: CellSpec, weights, x, h0, c0, lengths
             layer_input = layer_input * mask
         masks.append(mask)
         outs, layer_caches = [], []
+        requests = []
         for direction in range(num_dirs):
             row = layer * num_dirs + direction
             w_ih, w_hh, b_ih, b_hh = weights[layer][direction]
-            result = kern.forward(ForwardRequest(
+            requests.append(ForwardRequest(
                 cell=cell, x=layer_input, h0=h0[row], c0=None if c0 is None else c0[row],
                 weights=LayerWeights(w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh),
                 lengths=lengths, reverse=direction == 1, training=keep_tape))
+        for result in _per_direction(kern.forward, kern.forward_pair, requests):
             outs.append(result.out)
             layer_caches.append(result.cache)
             h_n.append(result.h_n)
@@ -63,6 +65,16 @@ def stack_forward(kern: CellKernels, cell: CellSpec, weights, x, h0, c0, lengths
     tape = StackTape(caches, masks) if keep_tape else None
     c_stack = xp.stack(c_n) if cell.has_cell_state else None
     return layer_input, xp.stack(h_n), c_stack, tape
+
+
+def _per_direction(run, run_pair, requests: list) -> Sequence:
+    """run(request) for each direction's request, or run_pair on both directions in one call where
+    the backend has it and takes them (it may run them side by side)."""
+    if len(requests) == 2 and run_pair is not None:
+        both = run_pair(*requests)
+        if both is not None:
+            return both
+    return [run(request) for request in requests]
 
 
 def stack_backward(kern: CellKernels, cell: CellSpec, tape: StackTape, dout, dh_n, dc_n, xp):
@@ -76,6 +88,7 @@ def stack_backward(kern: CellKernels, cell: CellSpec, tape: StackTape, dout, dh_
     d_layer_out = dout
     for layer in range(num_layers - 1, -1, -1):
         dx = None
+        requests = []
         for direction in range(num_dirs):
             row = layer * num_dirs + direction
             if num_dirs == 1:
@@ -83,9 +96,12 @@ def stack_backward(kern: CellKernels, cell: CellSpec, tape: StackTape, dout, dh_
             else:
                 d_out_dir = xp.ascontiguousarray(
                     d_layer_out[:, :, direction * hidden:(direction + 1) * hidden])
-            result = kern.backward(BackwardRequest(
+            requests.append(BackwardRequest(
                 cell=cell, cache=tape.caches[layer][direction], dout=d_out_dir, dh_n=dh_n[row],
                 dc_n=None if dc_n is None else dc_n[row]))
+        for direction, result in enumerate(_per_direction(kern.backward, kern.backward_pair,
+                                                          requests)):
+            row = layer * num_dirs + direction
             dx = result.dx if dx is None else dx + result.dx
             dh0[row], dc0[row] = result.dh0, result.dc0
             grads[layer][direction] = result.weight_grads

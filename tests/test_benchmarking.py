@@ -68,6 +68,34 @@ def test_build_grid_filters_and_custom_shapes():
     assert {c.mode for c in build_grid("full", modes=["training"])} == {"training"}
 
 
+def test_bidirectional_cases():
+    """--bidirectional turns the run's layer cases into bidirectional ones (step and model cases
+    have no such form): their own key and label, both directions' FLOPs and GEMMs."""
+    cases = build_grid("quick", cells=["lstm"], bidirectional=True)
+    assert cases and all(c.bidirectional and c.kind == "layer" for c in cases)
+    one = Case("gru", "training", 7, 3, 5, 9)
+    two = Case("gru", "training", 7, 3, 5, 9, bidirectional=True)
+    assert two != one and two.key == one.key + "-bidirectional"
+    assert two.label == "gru bidirectional training (7,3,5,9)"
+    assert two.flops == 2 * one.flops == plan_flops(gemm_plan(two))
+    assert Case.from_dict(two.to_dict()) == two and Case.from_dict(one.to_dict()) == one
+    with pytest.raises(ValueError, match="only layer cases can be bidirectional"):
+        Case("lstm", "inference", 5, 1, 6, 8, kind="step", bidirectional=True)
+
+
+def test_bidirectional_case_is_checked_and_timed():
+    """Both directions' outputs and gradients of every CPU contestant (PyTorch too, where installed)
+    pass the reference check, then are timed."""
+    case = Case("lstm", "training", 4, 2, 3, 5, "float64", bidirectional=True)
+    names = {"numpy", "numba", "torch-cpu"}
+    contestants = [c for c in bk.all_contestants() if c.name in names and c.runs(case)]
+    assert {c.name for c in contestants} >= {"numpy"}
+    record = run_benchmarks([case], contestants, budget=SMOKE, rounds=1, threads=2,
+                            show_progress=False, launch=launch_in_process)
+    rows = record["cases"][0]["results"]
+    assert rows and all(r["status"] == "ok" and r["check"]["passed"] for r in rows), rows
+
+
 @pytest.mark.parametrize("text", ["1,2", "a,b,c", "0,1,2", "1,2,3,4,5"])
 def test_parse_shape_rejects_bad_shapes(text):
     with pytest.raises(ValueError, match="T,N,H"):

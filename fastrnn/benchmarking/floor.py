@@ -21,14 +21,15 @@ def gemm_plan(case: Case) -> list[tuple[int, int, int, int]]:
     Forward: the hoisted input projection (T*N, I) @ (I, G*H) once, then (N, H) @ (H, G*H) per step
     (a step case, driven one step at a time, projects its input every step). Training adds the
     backward: (N, G*H) @ (G*H, H) per step for dh, and after the loop (T*N, G*H) @ (G*H, I) for dx,
-    (G*H, T*N) @ (T*N, I) for dW_ih and (G*H, T*N) @ (T*N, H) for dW_hh."""
+    (G*H, T*N) @ (T*N, I) for dW_ih and (G*H, T*N) @ (T*N, H) for dW_hh. A bidirectional case
+    runs every product once a direction."""
     T, N, I, H, GH = case.T, case.N, case.I, case.H, case.gates * case.H
     if case.kind == "step":
         return [(T, N, I, GH), (T, N, H, GH)]
     plan = [(1, T * N, I, GH), (T, N, H, GH)]
     if case.mode == "training":
         plan += [(T, N, GH, H), (1, T * N, GH, I), (1, GH, T * N, I), (1, GH, T * N, H)]
-    return plan
+    return [(count * case.directions, M, K, N_) for count, M, K, N_ in plan]
 
 
 def plan_flops(plan) -> float:

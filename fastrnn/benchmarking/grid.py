@@ -57,6 +57,9 @@ class Case:
     cross-entropy, backward, gradient clipping, Adam step), in "inference" mode the eval-mode forward
     under torch.no_grad().
 
+    bidirectional: a layer case of a bidirectional module (both directions, outputs 2H wide); the
+    other kinds are one direction.
+
     target: the project's published goal for this case, the speedup over PyTorch on the CPU that
     fastrnn's CPU backend aims to reach, or None; it is documentation for the report, not part of the
     case's identity.
@@ -70,6 +73,7 @@ class Case:
     H: int
     dtype: str = "float32"
     kind: str = "layer"
+    bidirectional: bool = False
     target: Optional[float] = field(default=None, compare=False)
 
     def __post_init__(self):
@@ -84,6 +88,8 @@ class Case:
         if self.kind == "model" and self.cell not in MODULE_NAMES["model"]:
             raise ValueError(f"model cases time the char-LM, an LSTM; cell must be 'lstm', "
                              f"got {self.cell!r}")
+        if self.bidirectional and self.kind != "layer":
+            raise ValueError(f"only layer cases can be bidirectional, not {self.kind!r} cases")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         for name in ("T", "N", "I", "H"):
@@ -98,6 +104,10 @@ class Case:
     @property
     def module_name(self) -> str:
         return MODULE_NAMES[self.kind][self.cell]
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
 
     @property
     def layers(self) -> int:
@@ -118,6 +128,8 @@ class Case:
             return f"char-LM {self.mode} {self.shape}" + ("" if self.dtype == "float32" else
                                                           f" {self.dtype}")
         what = self.mode if self.kind == "layer" else f"step x{self.T}"
+        if self.bidirectional:
+            what = "bidirectional " + what
         shape = self.shape if self.kind == "layer" else f"(N={self.N},H={self.H})"
         suffix = "" if self.dtype == "float32" else f" {self.dtype}"
         return f"{self.cell} {what} {shape}{suffix}"
@@ -126,18 +138,19 @@ class Case:
     def key(self) -> str:
         """Stable identity used to match cases across JSON records and in pytest ids."""
         return (f"{self.cell}-{self.kind}-{self.mode}-T{self.T}-N{self.N}-I{self.I}-H{self.H}"
-                f"-{self.dtype}")
+                f"-{self.dtype}" + ("-bidirectional" if self.bidirectional else ""))
 
     @property
     def flops(self) -> float:
         """GEMM floating-point operations of one timed call (the DeepBench convention: pointwise
         work is not counted). Forward: 2*T*N*G*H*(I+H); training adds the backward's data and
-        weight gradients, twice the forward's. A model case counts every LSTM layer and the read-out."""
+        weight gradients, twice the forward's. A bidirectional case counts both directions, a model
+        case every LSTM layer and the read-out."""
         forward = 2.0 * self.T * self.N * self.gates * self.H * (self.I + self.H)
         if self.kind == "model":
             deeper = 2.0 * self.T * self.N * self.gates * self.H * 2 * self.H
             forward += (self.layers - 1) * deeper + 2.0 * self.T * self.N * self.H * CHAR_LM_VOCAB
-        return forward * (3.0 if self.mode == "training" else 1.0)
+        return forward * self.directions * (3.0 if self.mode == "training" else 1.0)
 
     @property
     def steps(self) -> int:
@@ -157,7 +170,7 @@ class Case:
     @classmethod
     def from_dict(cls, d: dict) -> "Case":
         return cls(**{k: d[k] for k in ("cell", "mode", "T", "N", "I", "H", "dtype", "kind")},
-                   target=d.get("target"))
+                   bidirectional=bool(d.get("bidirectional", False)), target=d.get("target"))
 
 
 def target_cases(dtype: str = "float32") -> list[Case]:
@@ -215,9 +228,11 @@ def build_grid(preset: str = "quick", *, cells: Optional[Sequence[str]] = None,
                shapes: Optional[Sequence[tuple[int, int, int, int]]] = None,
                dtypes: Sequence[str] = ("float32",),
                modes: Optional[Sequence[str]] = None,
-               kinds: Optional[Sequence[str]] = None) -> list[Case]:
+               kinds: Optional[Sequence[str]] = None,
+               bidirectional: bool = False) -> list[Case]:
     """The cases of one run: a preset ("quick" or "full") or explicit shapes, filtered by cell, mode
-    and kind (KINDS), repeated for each dtype."""
+    and kind (KINDS), repeated for each dtype; with bidirectional, the layer cases only, each made
+    bidirectional."""
     if preset not in ("quick", "full"):
         raise ValueError(f"preset must be 'quick' or 'full', got {preset!r}")
     for kind in kinds or ():
@@ -238,6 +253,8 @@ def build_grid(preset: str = "quick", *, cells: Optional[Sequence[str]] = None,
         cases = [c for c in cases if c.mode in modes]
     if kinds:
         cases = [c for c in cases if c.kind in kinds]
+    if bidirectional:
+        cases = [replace(c, bidirectional=True) for c in cases if c.kind == "layer"]
     return _unique(cases)
 
 

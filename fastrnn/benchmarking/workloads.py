@@ -33,14 +33,14 @@ class Problem:
     case: Case
     params: dict            # PyTorch names -> arrays of the case's dtype
     x: np.ndarray           # (T, N, I); for a model case the (T + 1, N) character ids
-    dout: np.ndarray        # (T, N, H): gradient of `out` for training cases
+    dout: np.ndarray        # (T, N, D*H): gradient of `out` for training cases (D directions)
     h0: np.ndarray          # (N, H) initial state of step cases (layers start from zeros)
     c0: np.ndarray          # (N, H)
 
 
 def param_names(case: Case) -> list[str]:
-    suffix = "_l0" if case.kind == "layer" else ""
-    return [k + suffix for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    suffixes = [""] if case.kind != "layer" else ["_l0", "_l0_reverse"][:case.directions]
+    return [k + suffix for suffix in suffixes for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
 
 
 def make_problem(case: Case, seed: int = 0) -> Problem:
@@ -58,13 +58,13 @@ def make_problem(case: Case, seed: int = 0) -> Problem:
     bound = 1.0 / np.sqrt(case.H)
     params = {}
     for name in param_names(case):
-        kind = name.removesuffix("_l0")
+        kind = name.removesuffix("_reverse").removesuffix("_l0")
         params[name] = rng.uniform(-bound, bound, size=shapes[kind]).astype(dtype)
     h0 = rng.uniform(-0.5, 0.5, size=(case.N, case.H)).astype(dtype)
     c0 = rng.uniform(-0.5, 0.5, size=(case.N, case.H)).astype(dtype)
     data = np.random.default_rng([seed, case.T, case.N, case.I, case.H, 1])
     x = data.uniform(-1.0, 1.0, size=(case.T, case.N, case.I)).astype(dtype)
-    dout = data.standard_normal(size=(case.T, case.N, case.H)).astype(dtype)
+    dout = data.standard_normal(size=(case.T, case.N, case.directions * case.H)).astype(dtype)
     return Problem(case, params, x, dout, h0, c0)
 
 
@@ -99,6 +99,8 @@ class FastrnnWorkload(Workload):
         self.dtype = np.dtype(dtype or case.dtype)
         cls = getattr(fastrnn, case.module_name)
         kwargs = dict(dtype=self.dtype.name, backend=backend, device=device)
+        if case.bidirectional:
+            kwargs["bidirectional"] = True
         if case.cell.startswith("rnn_"):
             kwargs["nonlinearity"] = case.cell.removeprefix("rnn_")
         self.module = cls(case.I, case.H, **kwargs)
@@ -251,10 +253,12 @@ class TorchWorkload(TorchDeviceWorkload):
         if device == "cuda":
             configure_torch_cuda()
         cls = getattr(torch.nn, _TORCH_CLASSES[(case.kind, case.cell)])
-        kwargs = {}
+        kwargs = {"bidirectional": True} if case.bidirectional else {}
         if case.cell.startswith("rnn_"):
             kwargs["nonlinearity"] = case.cell.removeprefix("rnn_")
-        m = cls(case.I, case.H, **kwargs)
+        # Built in the case's dtype before loading: loaded into float32 parameters, float64 weights
+        # would be rounded to float32 first.
+        m = cls(case.I, case.H, dtype=self.tdtype, **kwargs)
         m.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in params.items()})
         self.module = m.to(device=self.tdevice, dtype=self.tdtype)
         self.module.train(case.mode == "training")
@@ -267,8 +271,8 @@ class TorchWorkload(TorchDeviceWorkload):
         return t.detach().to("cpu", self.torch.float64).numpy()
 
     def _zero_state(self, requires_grad):
-        N, H = self.case.N, self.case.H
-        z = lambda: self.torch.zeros((1, N, H), device=self.tdevice, dtype=self.tdtype,  # noqa: E731
+        D, N, H = self.case.directions, self.case.N, self.case.H
+        z = lambda: self.torch.zeros((D, N, H), device=self.tdevice, dtype=self.tdtype,  # noqa: E731
                                      requires_grad=requires_grad)
         return (z(), z()) if CELLS[self.case.cell].has_cell_state else z()
 

@@ -7,7 +7,8 @@ batches (N <= SMALL_BATCH) run their whole time loop in jitted code instead. All
 through gemm.py's providers (see _blas.py for why never through Numba's np.dot). On two or more
 threads, loops of a few rows and more run on the thread team (team.py, team_loops.py,
 team_backward.py), and the cells' inference steps of at most STEP_BATCH rows split their units over
-two cores within a burst of steps (pair.py).
+two cores within a burst of steps (pair.py); the two directions of a bidirectional layer may run
+side by side, one a core (directions.py).
 
 Importing this package compiles nothing: each kernel compiles on first use and is cached on disk.
 """
@@ -17,14 +18,16 @@ from functools import partial
 
 from .. import threads
 from ..contract import CellKernels
-from . import gru, lstm, pair, rnn
+from . import directions, gru, lstm, pair, rnn
 
 threads.apply_if_set()    # a fastrnn.set_num_threads from before Numba was imported reaches it now
 
 
 def _kernels(module, cell: int, use_relu: bool = False) -> CellKernels:
     return CellKernels(forward=module.forward, backward=module.backward, step=module.step_inference,
-                       stream=partial(pair.stream, cell, use_relu))
+                       stream=partial(pair.stream, cell, use_relu),
+                       forward_pair=partial(directions.forward_pair, module.forward, cell, use_relu),
+                       backward_pair=partial(directions.backward_pair, module.backward))
 
 
 KERNELS = {

@@ -172,7 +172,7 @@ def gemm_nt_into(fn, a, b, c, beta):
 # -- the team -------------------------------------------------------------------------------------
 
 class _Team:
-    """The calling thread (member 0) and members-1 sleeping workers."""
+    """The calling thread (member 0) and members-1 sleeping workers; a call may use the first few."""
 
     def __init__(self, members: int):
         self.members = members
@@ -190,9 +190,9 @@ class _Team:
         while True:
             self._go[member].wait()
             self._go[member].clear()
-            kernel, args = self._job
+            kernel, args, members = self._job
             try:
-                kernel(member, self.members, *args)
+                kernel(member, members, *args)
             except BaseException as exc:          # reported by run(); the thread lives on
                 self._errors.append(exc)
             # Drop the call's arrays before sleeping: held here, a training call's buffers (tens
@@ -200,14 +200,15 @@ class _Team:
             kernel = args = None
             self._done[member].set()
 
-    def run(self, kernel: Callable, args: tuple) -> None:
-        self._job, self._errors = (kernel, args), []
-        for member in range(1, self.members):
+    def run(self, kernel: Callable, args: tuple, members: int) -> None:
+        """kernel(member, members, *args) on the first `members` members."""
+        self._job, self._errors = (kernel, args, members), []
+        for member in range(1, members):
             self._go[member].set()
         try:
-            kernel(0, self.members, *args)
+            kernel(0, members, *args)
         finally:
-            for member in range(1, self.members):
+            for member in range(1, members):
                 self._done[member].wait()
                 self._done[member].clear()
             self._job = None
@@ -218,6 +219,7 @@ class _Team:
 _team: Optional[_Team] = None
 _team_guard = threading.Lock()
 runs = 0            # completed team calls in this process (tests check that the team really ran)
+_alone = threading.local()      # .active: this thread is one member running a loop by itself
 
 
 def switched_off() -> bool:
@@ -237,7 +239,10 @@ def unavailable_reason() -> Optional[str]:
 
 
 def members_for(hidden: int, rows: int) -> int:
-    """How many members a loop of this hidden size and batch gets: 0 for the serial loops."""
+    """How many members a loop of this hidden size and batch gets: 0 for the serial loops, 1 in a
+    member that runs loops by itself (alone())."""
+    if alone():
+        return 1
     if rows < MIN_ROWS or unavailable_reason() is not None:
         return 0
     members = min(threads.get_num_threads(), hidden // MIN_UNITS_PER_MEMBER)
@@ -247,23 +252,44 @@ def members_for(hidden: int, rows: int) -> int:
 def _team_of(members: int) -> _Team:
     global _team
     with _team_guard:
-        if _team is None or _team.members != members or _team.pid != os.getpid():
+        if _team is None or _team.members < members or _team.pid != os.getpid():
             _team = _Team(members)
         return _team
 
 
+def alone() -> bool:
+    """Whether this thread is a member running loops by itself (as_one_member), a team of one."""
+    return getattr(_alone, "active", False)
+
+
+def as_one_member(work: Callable[[], object]):
+    """work() in this member's thread with every loop it runs a team of one: members_for gives 1,
+    and try_run runs its kernel right here (the caller of the enclosing try_run already holds the
+    team and has set BLAS to one thread). directions.py runs a direction of a layer so."""
+    _alone.active = True
+    try:
+        return work()
+    finally:
+        _alone.active = False
+
+
 def try_run(members: int, kernel: Callable, args: tuple) -> bool:
     """Run kernel(member, members, *args) on every member; False (nothing run) when another call
-    holds the team. The kernel's GEMMs get gemm_address(dtype) from the caller."""
+    holds the team. The kernel's GEMMs get gemm_address(dtype) from the caller. In a member that
+    runs by itself (alone()) members is 1 and the kernel runs in this thread."""
+    global runs
+    if alone():
+        kernel(0, 1, *args)
+        runs += 1
+        return True
     team = _team_of(members)
     if not team.busy.acquire(blocking=False):
         return False
-    global runs
     try:
         from . import pair     # here: pair.py imports this module
         pair.retire()          # a partner spinning for the next cell step would slow a member
         with _numpy_blas().single_threaded():
-            team.run(kernel, args)
+            team.run(kernel, args, members)
         runs += 1
     finally:
         team.busy.release()

@@ -16,8 +16,12 @@ earlier serial call woke go on spinning for a while (OpenBLAS: about 0.1 s; meas
 training (100, 4, 256) on the team: 37 ms right after serial calls, 13.5 ms once they stopped) and
 would slow the team calls timed meanwhile, which a loop of team calls does not see.
 
-FASTRNN_TEAM: unset or "auto" measures; "1" runs the team wherever it applies (no measuring; the
-tests use it); "0" never runs it (team.unavailable_reason).
+The two directions of a bidirectional layer are measured the same way (side_by_side): both
+directions side by side (directions.py) against one after the other (each on the path chosen
+above), under keys "both directions ..." in the same file.
+
+FASTRNN_TEAM: unset or "auto" measures; "1" runs the team wherever it applies, and the directions
+side by side (no measuring; the tests use it); "0" never runs it (team.unavailable_reason).
 """
 from __future__ import annotations
 
@@ -48,6 +52,8 @@ PASSES = 2
 SETTLE_S = 0.2        # untimed team calls first, for at least this long (see the docstring)
 MARGIN = 0.03
 PATHS = ("team", "serial")
+BOTH = "both directions "           # the prefix of the directions' keys
+BOTH_PATHS = ("side by side", "one after the other")
 
 _costs: dict[str, dict] = {}    # shape key -> {"team": [fixed_s, per_step_s], "serial": [...]}
 _loaded_for: Optional[str] = None
@@ -74,15 +80,25 @@ def shape_key(cell: int, use_relu: bool, training: bool, rows: int, inputs: int,
             f"{np.dtype(dtype).name} {rows}x{inputs}x{hidden}")
 
 
-def _valid(costs) -> bool:
+def paths_of(key: str) -> tuple[str, str]:
+    """The two paths a key's costs compare, the one taken on a win first."""
+    return BOTH_PATHS if key.startswith(BOTH) else PATHS
+
+
+def _valid(key: str, costs) -> bool:
     return (isinstance(costs, dict) and all(
-        isinstance(costs.get(p), list) and len(costs[p]) == 2 for p in PATHS))
+        isinstance(costs.get(p), list) and len(costs[p]) == 2 for p in paths_of(key)))
+
+
+def first_wins(costs: dict, steps: int, paths: tuple[str, str] = PATHS) -> bool:
+    """Whether the first path's fitted cost at this sequence length beats the second's by MARGIN."""
+    (first_fixed, first_step), (other_fixed, other_step) = costs[paths[0]], costs[paths[1]]
+    return first_fixed + steps * first_step < (1 - MARGIN) * (other_fixed + steps * other_step)
 
 
 def team_wins(costs: dict, steps: int) -> bool:
     """Whether the team's fitted cost at this sequence length beats the serial one by MARGIN."""
-    (team_fixed, team_step), (serial_fixed, serial_step) = costs["team"], costs["serial"]
-    return team_fixed + steps * team_step < (1 - MARGIN) * (serial_fixed + steps * serial_step)
+    return first_wins(costs, steps, PATHS)
 
 
 def use_team(cell: int, use_relu: bool, training: bool, steps: int, rows: int, inputs: int,
@@ -95,108 +111,187 @@ def use_team(cell: int, use_relu: bool, training: bool, steps: int, rows: int, i
     chosen = mode()
     if chosen != "auto":
         return chosen == "1"
-    global _loaded_for
     key = shape_key(cell, use_relu, training, rows, inputs, hidden, dtype)
+    return first_wins(_costs_for(key, lambda: measure(cell, use_relu, training, rows, inputs,
+                                                      hidden, dtype)), steps, PATHS)
+
+
+def side_by_side(cell: int, use_relu: bool, training: bool, steps: int, rows: int, inputs: int,
+                 hidden: int, dtype) -> bool:
+    """Whether the two directions of a bidirectional layer of this shape run side by side
+    (directions.py; the caller has checked that they can)."""
+    forced = getattr(_local, "both_forced", None)
+    if forced is not None:
+        return forced
+    if mode() != "auto":
+        return mode() == "1"
+    key = BOTH + shape_key(cell, use_relu, training, rows, inputs, hidden, dtype)
+    return first_wins(_costs_for(key, lambda: measure_directions(
+        cell, use_relu, training, rows, inputs, hidden, dtype)), steps, BOTH_PATHS)
+
+
+def _costs_for(key: str, measure_costs) -> dict:
+    """The cost lines of key: from memory, from the cache file, or measured now and saved."""
+    global _loaded_for
     with _lock:
         section = _section()
         if _loaded_for != section:
             _costs.clear()
             _costs.update({k: v for k, v in gemm.read_cache_file(CACHE_FILE).get(section, {}).items()
-                           if _valid(v)})
+                           if _valid(k, v)})
             _loaded_for = section
         if key not in _costs:
-            _costs[key] = measure(cell, use_relu, training, rows, inputs, hidden, dtype)
+            _costs[key] = measure_costs()
             gemm.save_cache_section(CACHE_FILE, section, _costs)
-        return team_wins(_costs[key], steps)
+        return _costs[key]
 
 
 def _section() -> str:
     return f"{gemm.machine_id()} | team kernels {KERNELS_VERSION}"
 
 
-def measure(cell: int, use_relu: bool, training: bool, rows: int, inputs: int, hidden: int,
-            dtype) -> dict:
-    """Each path's cost line {"team": [fixed_s, per_step_s], "serial": [...]}, fitted through its
-    fastest calls at SHORT_STEPS and LONG_STEPS steps on random data of this shape."""
-    from ..cells import CELLS
-    from ..contract import BackwardRequest, ForwardRequest, LayerWeights
-    from . import gru, lstm, rnn
+class _Probe:
+    """Random data of one shape, the cell module of it, and calls of either length on it."""
 
-    module = {LSTM: lstm, GRU: gru}.get(cell, rnn)
-    spec = CELLS[_cell_name(cell, use_relu)]
-    G = spec.gates * hidden
-    rng = np.random.default_rng(0)
+    def __init__(self, cell: int, use_relu: bool, training: bool, rows: int, inputs: int,
+                 hidden: int, dtype, directions: int = 1):
+        from ..cells import CELLS
+        from ..contract import LayerWeights
+        from . import gru, lstm, rnn
 
-    def u(*shape):
-        return rng.uniform(-0.5, 0.5, shape).astype(dtype)
+        self.module = {LSTM: lstm, GRU: gru}.get(cell, rnn)
+        self.spec = CELLS[_cell_name(cell, use_relu)]
+        self.training = training
+        G = self.spec.gates * hidden
+        rng = np.random.default_rng(0)
 
-    weights = LayerWeights(w_ih=u(G, inputs), w_hh=u(G, hidden), b_ih=u(G), b_hh=u(G))
-    h0, dh = u(rows, hidden), u(rows, hidden)
-    c0 = u(rows, hidden) if spec.has_cell_state else None
-    dc = u(rows, hidden) if spec.has_cell_state else None
-    probes = {steps: (u(steps, rows, inputs), u(steps, rows, hidden))
-              for steps in (SHORT_STEPS, LONG_STEPS)}
+        def u(*shape):
+            return rng.uniform(-0.5, 0.5, shape).astype(dtype)
 
-    def call(steps):
-        x, dout = probes[steps]
-        r = module.forward(ForwardRequest(cell=spec, x=x, h0=h0, c0=c0, weights=weights,
-                                          training=training))
-        if training:
-            module.backward(BackwardRequest(cell=spec, cache=r.cache, dout=dout, dh_n=dh, dc_n=dc))
+        self.weights = [LayerWeights(w_ih=u(G, inputs), w_hh=u(G, hidden), b_ih=u(G), b_hh=u(G))
+                        for _ in range(directions)]
+        self.h0, self.dh = u(rows, hidden), u(rows, hidden)
+        self.c0 = u(rows, hidden) if self.spec.has_cell_state else None
+        self.dc = u(rows, hidden) if self.spec.has_cell_state else None
+        self.data = {steps: (u(steps, rows, inputs), u(steps, rows, hidden))
+                     for steps in (SHORT_STEPS, LONG_STEPS)}
 
-    best = {(path, steps): float("inf") for path in PATHS for steps in (SHORT_STEPS, LONG_STEPS)}
-    try:
-        for _ in range(PASSES):
-            for path in PATHS:                  # the team first: see the module docstring
-                _local.forced = path == "team"
-                settle_until = time.perf_counter() + (SETTLE_S if path == "team" else 0.0)
-                call(SHORT_STEPS)
-                while time.perf_counter() < settle_until:
-                    call(SHORT_STEPS)
-                for steps in (SHORT_STEPS, LONG_STEPS):
-                    call(steps)
-                    for _ in range(ROUNDS):
-                        t0 = time.perf_counter()
-                        call(steps)
-                        best[path, steps] = min(best[path, steps], time.perf_counter() - t0)
-    finally:
-        _local.forced = None
+    def forward_requests(self, steps: int) -> list:
+        from ..contract import ForwardRequest
+
+        return [ForwardRequest(cell=self.spec, x=self.data[steps][0], h0=self.h0, c0=self.c0,
+                               weights=w, reverse=direction == 1, training=self.training)
+                for direction, w in enumerate(self.weights)]
+
+    def backward_requests(self, results, steps: int) -> list:
+        from ..contract import BackwardRequest
+
+        return [BackwardRequest(cell=self.spec, cache=r.cache, dout=self.data[steps][1],
+                                dh_n=self.dh, dc_n=self.dc) for r in results]
+
+
+def _cost_lines(call, paths: tuple[str, str]) -> dict:
+    """Each path's cost line {path: [fixed_s, per_step_s]}, fitted through its fastest calls
+    call(path, steps) at SHORT_STEPS and LONG_STEPS steps; the first path (one on the team) is
+    timed first in each pass, after SETTLE_S of its untimed calls (see the module docstring)."""
+    best = {(path, steps): float("inf") for path in paths for steps in (SHORT_STEPS, LONG_STEPS)}
+    for _ in range(PASSES):
+        for path in paths:
+            settle_until = time.perf_counter() + (SETTLE_S if path == paths[0] else 0.0)
+            call(path, SHORT_STEPS)
+            while time.perf_counter() < settle_until:
+                call(path, SHORT_STEPS)
+            for steps in (SHORT_STEPS, LONG_STEPS):
+                call(path, steps)
+                for _ in range(ROUNDS):
+                    t0 = time.perf_counter()
+                    call(path, steps)
+                    best[path, steps] = min(best[path, steps], time.perf_counter() - t0)
     costs = {}
-    for path in PATHS:
+    for path in paths:
         short, long = best[path, SHORT_STEPS], best[path, LONG_STEPS]
         per_step = max(0.0, (long - short) / (LONG_STEPS - SHORT_STEPS))
         costs[path] = [max(0.0, short - SHORT_STEPS * per_step), per_step]
     return costs
 
 
-def team_lengths(costs: dict) -> str:
-    """The sequence lengths that run on the team, in words: "team from T = a", "team up to T = b"
-    (its per-step cost the higher one, its fixed cost the lower), "team" or "serial". Both costs
-    are lines in T, so the team wins on one side of a single crossing."""
-    (team_fixed, team_step), (serial_fixed, serial_step) = costs["team"], costs["serial"]
+def measure(cell: int, use_relu: bool, training: bool, rows: int, inputs: int, hidden: int,
+            dtype) -> dict:
+    """Each path's cost line {"team": [fixed_s, per_step_s], "serial": [...]}, fitted through its
+    fastest calls at SHORT_STEPS and LONG_STEPS steps on random data of this shape."""
+    probe = _Probe(cell, use_relu, training, rows, inputs, hidden, dtype)
+
+    def call(path, steps):
+        _local.forced = path == "team"
+        request, = probe.forward_requests(steps)
+        r = probe.module.forward(request)
+        if training:
+            probe.module.backward(*probe.backward_requests([r], steps))
+
+    try:
+        return _cost_lines(call, PATHS)
+    finally:
+        _local.forced = None
+
+
+def measure_directions(cell: int, use_relu: bool, training: bool, rows: int, inputs: int,
+                       hidden: int, dtype) -> dict:
+    """As measure, for a bidirectional layer's two directions: {"side by side": [fixed_s,
+    per_step_s], "one after the other": [...]} (each direction on its own measured path)."""
+    from . import directions
+
+    probe = _Probe(cell, use_relu, training, rows, inputs, hidden, dtype, directions=2)
+
+    def call(path, steps):
+        requests = probe.forward_requests(steps)
+        if path == BOTH_PATHS[0]:
+            results = directions.run_side_by_side(probe.module.forward, requests)
+            if results is None:         # another thread's call holds the team: time it in turn
+                return call(BOTH_PATHS[1], steps)
+            if training:
+                directions.run_side_by_side(probe.module.backward,
+                                            probe.backward_requests(results, steps))
+        else:
+            results = [probe.module.forward(request) for request in requests]
+            if training:
+                for request in probe.backward_requests(results, steps):
+                    probe.module.backward(request)
+
+    return _cost_lines(call, BOTH_PATHS)
+
+
+def team_lengths(costs: dict, paths: tuple[str, str] = PATHS) -> str:
+    """The sequence lengths that take the first path, in words: "team from T = a", "team up to
+    T = b" (its per-step cost the higher one, its fixed cost the lower), "team" or "serial" (for
+    the directions' keys: "side by side from T = a", ...). Both costs are lines in T, so the first
+    path wins on one side of a single crossing."""
+    (first_fixed, first_step), (other_fixed, other_step) = costs[paths[0]], costs[paths[1]]
     keep = 1 - MARGIN
-    slope = team_step - keep * serial_step            # team wins where slope * T < offset
-    offset = keep * serial_fixed - team_fixed
+    slope = first_step - keep * other_step            # the first wins where slope * T < offset
+    offset = keep * other_fixed - first_fixed
     if slope == 0:
-        return "team" if offset > 0 else "serial"
+        return paths[0] if offset > 0 else paths[1]
     crossing = offset / slope
     if slope < 0:                                     # wins for T > crossing
         first = max(1, math.floor(crossing) + 1)
-        return "team" if first == 1 else f"team from T = {first}"
+        return paths[0] if first == 1 else f"{paths[0]} from T = {first}"
     last = math.ceil(crossing) - 1                    # wins for T < crossing
-    return "serial" if last < 1 else f"team up to T = {last}"
+    return paths[1] if last < 1 else f"{paths[0]} up to T = {last}"
 
 
 def report() -> list[str]:
     """The measured shapes for this machine, for `fastrnn info`."""
     entries = {k: v for k, v in gemm.read_cache_file(CACHE_FILE).get(_section(), {}).items()
-               if _valid(v)}
+               if _valid(k, v)}
     if not entries:
         return ["  no loop shape measured yet"]
     lines = []
     for key, costs in sorted(entries.items()):
-        verdict = team_lengths(costs)
-        (tf, ts), (sf, ss) = costs["team"], costs["serial"]
-        lines.append(f"  {key:40s} {verdict:18s} (per step: team {ts * 1e6:.0f} us, serial "
-                     f"{ss * 1e6:.0f} us; per call: team {tf * 1e3:.2f} ms, serial {sf * 1e3:.2f} ms)")
+        paths = paths_of(key)
+        verdict = team_lengths(costs, paths)
+        (ff, fs), (of, os_) = costs[paths[0]], costs[paths[1]]
+        names = ("team", "serial") if paths == PATHS else ("side by side", "in turn")
+        lines.append(f"  {key:40s} {verdict:18s} (per step: {names[0]} {fs * 1e6:.0f} us, "
+                     f"{names[1]} {os_ * 1e6:.0f} us; per call: {names[0]} {ff * 1e3:.2f} ms, "
+                     f"{names[1]} {of * 1e3:.2f} ms)")
     return lines

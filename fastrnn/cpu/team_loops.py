@@ -144,16 +144,14 @@ class TeamLayout:
         return out
 
 
-def _run_forward(cell: int, x, w_ih, w_hh, bias, h0, lens, reverse, c0, bias_hn, use_relu,
-                 training: bool):
+def forward_job(cell: int, x, w_ih, w_hh, bias, h0, lens, reverse, c0, bias_hn, use_relu,
+                training: bool, members: int):
+    """forward_loop's arguments for a team of `members` (after the member index and count), and
+    a function that returns the call's results from them once the loop has run: (out, h_n, c_n,
+    gates, h_prev, extra, TeamLayout)."""
     T, N, I = x.shape
     H = w_hh.shape[1]
-    members = team.members_for(H, N)
-    if members == 0 or T == 0:
-        return None
     dtype = x.dtype
-    if not team_choice.use_team(cell, bool(use_relu), training, T, N, I, H, dtype):
-        return None
     bounds = team.unit_bounds(H, members)
     order = team.gate_order(H, team.gate_count(cell), bounds)
     bias_p = np.ascontiguousarray(bias[order])
@@ -171,10 +169,29 @@ def _run_forward(cell: int, x, w_ih, w_hh, bias, h0, lens, reverse, c0, bias_hn,
             np.ascontiguousarray(x).reshape(T * N, I), np.ascontiguousarray(w_ih),
             np.ascontiguousarray(w_hh), order, gates, gh, bias_p, hn_bias,
             h_bufs, c, lens, reverse, out, h_prev, extra, bounds, team.new_flags(members))
+
+    def results():
+        return (out, h_bufs[T % 2].copy(), (c if c0 is not None else None), gates, h_prev, extra,
+                TeamLayout(members, bounds, order))
+
+    return args, results
+
+
+def _run_forward(cell: int, x, w_ih, w_hh, bias, h0, lens, reverse, c0, bias_hn, use_relu,
+                 training: bool):
+    T, N, I = x.shape
+    H = w_hh.shape[1]
+    members = team.members_for(H, N)
+    if members == 0 or T == 0:
+        return None
+    if not team.alone() and not team_choice.use_team(cell, bool(use_relu), training, T, N, I, H,
+                                                     x.dtype):
+        return None
+    args, results = forward_job(cell, x, w_ih, w_hh, bias, h0, lens, reverse, c0, bias_hn,
+                                use_relu, training, members)
     if not team.try_run(members, forward_loop, args):
         return None
-    return (out, h_bufs[T % 2].copy(), (c if c0 is not None else None), gates, h_prev, extra,
-            TeamLayout(members, bounds, order))
+    return results()
 
 
 def try_forward(cell: int, req: ForwardRequest, bias: np.ndarray, lens: np.ndarray,
