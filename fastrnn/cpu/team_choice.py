@@ -291,7 +291,7 @@ def report() -> list[str]:
         verdict = team_lengths(costs, paths)
         (ff, fs), (of, os_) = costs[paths[0]], costs[paths[1]]
         names = ("team", "serial") if paths == PATHS else ("side by side", "in turn")
-        lines.append(f"  {key:40s} {verdict:18s} (per step: {names[0]} {fs * 1e6:.0f} us, "
+        lines.append(f"  {key:50s} {verdict:24s} (per step: {names[0]} {fs * 1e6:.0f} us, "
                      f"{names[1]} {os_ * 1e6:.0f} us; per call: {names[0]} {ff * 1e3:.2f} ms, "
                      f"{names[1]} {of * 1e3:.2f} ms)")
     return lines

@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import torch
 
+from .. import threads
 from ..cells import CellSpec
 from ..dispatch import CellKernels
 from ..functional import stack_backward, stack_forward
@@ -75,7 +76,26 @@ def dropout_mask_maker(probability: float, like: torch.Tensor):
     return make
 
 
+# GEMM FLOPs of a forward from which torch's spinning OpenMP workers are let go before it runs
+# (about 0.5 ms of work on two cores): letting them go and torch starting new ones at its next
+# parallel op costs ~0.1 ms, a loss on shorter calls.
+FREE_CORES_FROM_FLOPS = 5e7
+
+
+def _worth_freeing_cores(plan: StackPlan, x, weights) -> bool:
+    """Whether a call of this size on the CPU, on more than one thread, should first let torch's idle
+    OpenMP workers go (threads.release_idle_openmp_threads): they spin for milliseconds after each of
+    torch's parallel ops, sharing the cores with fastrnn's thread team meanwhile. The forward's GEMM
+    FLOPs are 2 * T * N * (the elements of every weight matrix)."""
+    if plan.device != "cpu" or threads.get_num_threads() < 2:
+        return False
+    matrices = sum(w.numel() for w in weights if w.dim() == 2)
+    return 2.0 * x.shape[0] * x.shape[1] * matrices >= FREE_CORES_FROM_FLOPS
+
+
 def _forward_arrays(plan: StackPlan, x, h0, c0, weights, keep_tape: bool):
+    if _worth_freeing_cores(plan, x, weights):
+        threads.release_idle_openmp_threads()
     xp = array_module(plan.device)
     mask_fn = dropout_mask_maker(plan.dropout, x) if plan.dropout > 0 else None
     with on_torch_stream(plan.device, plan.device_index):
@@ -106,9 +126,11 @@ class RecurrentStack(torch.autograd.Function):
                 "kernels, which are not themselves differentiable, so a backward with create_graph=True "
                 "(a gradient penalty, gradgradcheck) is refused. Use torch.nn."
                 f"{plan.name} for the part of the model that needs higher-order gradients.")
-        ctx.saved_tensors  # noqa: B018  (reading them checks the version counters)
+        saved = ctx.saved_tensors   # reading them checks the version counters
         xp = array_module(plan.device)
         grads_in = [to_array(g) for g in (dout, dh_n, dc_n)]
+        if _worth_freeing_cores(plan, dout, saved[1:]):
+            threads.release_idle_openmp_threads()
         with on_torch_stream(plan.device, plan.device_index):
             dx, dh0, dc0, grads = stack_backward(plan.kern, plan.cell, ctx.tape, *grads_in, xp)
         weight_grads = [to_tensor(g) for g in plan.flatten_grads(grads)]
