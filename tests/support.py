@@ -246,3 +246,29 @@ def check_dtypes(results: dict, dtype: str) -> None:
     """Outputs and gradients come back in the module's dtype: never a silent change of precision."""
     wrong = {k: str(v.dtype) for k, v in results.items() if v is not None and v.dtype != np.dtype(dtype)}
     assert not wrong, f"expected every result in {dtype}, got {wrong}"
+
+
+# ------------------------------------------------------------------------------------ measured choices
+
+def count_calls(monkeypatch, owner, name: str) -> list:
+    """Wrap owner.name (for this test) so that each call's positional arguments are appended to
+    the returned list; the real function still runs."""
+    calls = []
+    real = getattr(owner, name)
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counting)
+    return calls
+
+
+def measure_afresh(monkeypatch, team_choice, cache_dir) -> None:
+    """fastrnn.cpu.team_choice measuring (FASTRNN_TEAM=auto) into an empty cache in cache_dir, as in
+    a new process, without the settling time before each team probe."""
+    monkeypatch.setenv("FASTRNN_TEAM", "auto")
+    monkeypatch.setenv("FASTRNN_CACHE_DIR", str(cache_dir))
+    monkeypatch.setattr(team_choice, "_loaded_for", None)
+    monkeypatch.setattr(team_choice, "_costs", {})
+    monkeypatch.setattr(team_choice, "SETTLE_S", 0.0)

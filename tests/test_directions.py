@@ -15,7 +15,7 @@ import pytest
 from fastrnn import dispatch, threads
 from fastrnn.numerics import BACKEND_VS_REFERENCE, SAME_BACKEND_PATHS, relative_error
 
-from support import load, make_module, random_params
+from support import count_calls, load, make_module, measure_afresh, random_params
 
 pytestmark = pytest.mark.skipif(dispatch.unavailable_reason("numba") is not None,
                                 reason=f"numba backend unavailable: {dispatch.unavailable_reason('numba')}")
@@ -158,20 +158,9 @@ def test_backward_after_a_side_by_side_forward_held_team(cpu):
 def test_choice_is_measured_once_cached_and_reported(cpu, monkeypatch, tmp_path):
     """FASTRNN_TEAM=auto: the first bidirectional call of a shape times both ways and caches the
     cost lines under a "both directions" key; later calls reuse them; fastrnn info lists them."""
-    _, team, team_choice = cpu
-    monkeypatch.setenv("FASTRNN_TEAM", "auto")
-    monkeypatch.setenv("FASTRNN_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(team_choice, "_loaded_for", None)
-    monkeypatch.setattr(team_choice, "_costs", {})
-    monkeypatch.setattr(team_choice, "SETTLE_S", 0.0)
-    measured = []
-    real = team_choice.measure_directions
-
-    def counting(*args):
-        measured.append(args)
-        return real(*args)
-
-    monkeypatch.setattr(team_choice, "measure_directions", counting)
+    _, _, team_choice = cpu
+    measure_afresh(monkeypatch, team_choice, tmp_path)
+    measured = count_calls(monkeypatch, team_choice, "measure_directions")
     params, x, dout = _inputs("lstm", 5, 4, 8, 64)
     first = _run("lstm", params, x, dout, "float64", train=False)
     second = _run("lstm", params, x, dout, "float64", train=False)

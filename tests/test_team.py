@@ -21,7 +21,7 @@ from fastrnn.cells import CELLS
 from fastrnn.contract import BackwardRequest
 from fastrnn.numerics import BACKEND_VS_REFERENCE, SAME_BACKEND_PATHS, relative_error
 
-from support import forward_request
+from support import count_calls, forward_request, measure_afresh
 
 pytestmark = pytest.mark.skipif(dispatch.unavailable_reason("numba") is not None,
                                 reason=f"numba backend unavailable: {dispatch.unavailable_reason('numba')}")
@@ -308,25 +308,14 @@ def test_busy_team_at_backward_falls_back_to_the_serial_loop(team, name):
 def auto_choice(team, monkeypatch, tmp_path):
     from fastrnn.cpu import team_choice
 
-    monkeypatch.setenv("FASTRNN_TEAM", "auto")
-    monkeypatch.setenv("FASTRNN_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(team_choice, "_loaded_for", None)
-    monkeypatch.setattr(team_choice, "_costs", {})
-    monkeypatch.setattr(team_choice, "SETTLE_S", 0.0)
+    measure_afresh(monkeypatch, team_choice, tmp_path)
     return team_choice
 
 
 def test_choice_is_measured_once_and_cached_on_disk(auto_choice, monkeypatch, tmp_path):
     """The first call of a shape measures both paths and writes the choice; later calls (and a new
     process, which reads the file) use it; the result is the same whichever path was chosen."""
-    measured = []
-    real = auto_choice.measure
-
-    def counting(*args):
-        measured.append(args)
-        return real(*args)
-
-    monkeypatch.setattr(auto_choice, "measure", counting)
+    measured = count_calls(monkeypatch, auto_choice, "measure")
     d = _inputs("lstm", 4, 4, 8, 64, "float64", seed=9)
     first = _train("lstm", d)
     second = _train("lstm", d)

@@ -17,6 +17,10 @@ its function pointer; during a team call its own thread count is set to 1 and re
 that a GEMM never wakes its pool. Where that library is not NumPy's BLAS (a NumPy built on MKL or
 Accelerate), the team is unavailable and the serial loops run.
 
+A call may use only the first few members; directions.py runs the two directions of a bidirectional
+layer on the first two, each member running its direction's loops by itself (as_one_member: every
+loop in it a team of one, in that thread).
+
 Between calls the workers sleep on an Event: nothing spins once a call has returned. One call at a
 time uses the team; a second thread's call finds it busy and runs the serial loops. After a fork
 the child starts a new team. Whether a shape runs on the team at all is measured on this machine on
