@@ -28,12 +28,12 @@ class SequenceCache:
     h_prev: np.ndarray       # (T, N, H) state each (t, n) started from, 0 at idle (t, n)
     extra: Optional[np.ndarray] = None   # cell-specific: LSTM c_prev, GRU W_hn h + b_hn
     team: Optional[object] = None        # team_loops.TeamLayout when the forward ran on the team:
-    #                                      gates are then in its team order (team_backward.py)
+    #                                      gates are then in its members' regions (team_loops.py)
 
     def gates_in_cell_order(self) -> np.ndarray:
         """gates in the cells' own column order (a copy where the forward ran on the team): what
         the serial backward loops read."""
-        return self.gates if self.team is None else self.team.to_cell_order(self.gates, axis=2)
+        return self.gates if self.team is None else self.team.gates_in_cell_order(self.gates)
 
 
 def full_lengths(lengths: Optional[np.ndarray], T: int, N: int) -> np.ndarray:

@@ -1,5 +1,5 @@
 """The backward loop of the three cells on the thread team (team.py), after a team training forward
-(team_loops.try_forward) whose gates it reads in the same team order.
+(team_loops.try_forward) whose gates each member reads in its own region of that forward's buffer.
 
 Member p owns hidden units bounds[p]:bounds[p+1], and so the gate columns of those units (team
 order: one contiguous block) and the columns j0:j1 of dh. Per loop step (t from the last visited
@@ -43,7 +43,8 @@ def backward_loop(member, members, cell, use_relu, fn, gates, extra, h_prev, dou
     """One member's share of the backward of a full-length batch: the recurrence, then its share of
     the whole-sequence products (no BLAS threads wake during a team call).
 
-    gates        (T, N, G)  activated gates from the team training forward, team order.
+    gates        (T, N, G)  activated gates from the team training forward: member p's columns
+                            (team order b0:b1) as one (T, N, b1 - b0) block at T*N*b0.
     extra        (T, N, H)  the forward's second cache: LSTM c_prev, GRU h W_hn^T + b_hn (unused
                             for RNN);  h_prev (T, N, H) the states each step started from.
     dout         (T, N, H)  the output's gradient.
@@ -71,6 +72,7 @@ def backward_loop(member, members, cell, use_relu, fn, gates, extra, h_prev, dou
     b0, b1 = n_gates * j0, n_gates * j1
     width = j1 - j0
     w_p = packed.pack_row_block(w_hh, order, j0, j1)
+    mine = gates.reshape(T * N * G)[T * N * b0:T * N * b1].reshape((T, N, b1 - b0))
     db_p = db[b0:b1]
     recurrent = np.empty((N, width), dtype=dh.dtype)      # GRU: the product, added into dh
     for s in range(T - 1, -1, -1):
@@ -78,11 +80,11 @@ def backward_loop(member, members, cell, use_relu, fn, gates, extra, h_prev, dou
         for n in range(N):
             dg = dgates[t, n, b0:b1]
             if cell == LSTM:
-                lstm.backward_row(gates[t, n, b0:b1], extra[t, n, j0:j1], dout[t, n, j0:j1],
+                lstm.backward_row(mine[t, n], extra[t, n, j0:j1], dout[t, n, j0:j1],
                                   dh[n, j0:j1], dc[n, j0:j1], dg)
             elif cell == GRU:
                 d_nh = dg_nh[t, n, j0:j1]
-                gru.backward_row(gates[t, n, b0:b1], h_prev[t, n, j0:j1], extra[t, n, j0:j1],
+                gru.backward_row(mine[t, n], h_prev[t, n, j0:j1], extra[t, n, j0:j1],
                                  dout[t, n, j0:j1], dh[n, j0:j1], dg[:width],
                                  dg[width:2 * width], d_nh, dg[2 * width:])
                 step_row = dg_step[s % 2, n, b0:b1]
@@ -90,9 +92,9 @@ def backward_loop(member, members, cell, use_relu, fn, gates, extra, h_prev, dou
                 copy_vector(step_row[2 * width:], d_nh)
                 add_column_sums(db_nh[j0:j1], d_nh)
             elif use_relu:
-                rnn.backward_row(gates[t, n, b0:b1], dout[t, n, j0:j1], dh[n, j0:j1], dg, True)
+                rnn.backward_row(mine[t, n], dout[t, n, j0:j1], dh[n, j0:j1], dg, True)
             else:
-                rnn.backward_row(gates[t, n, b0:b1], dout[t, n, j0:j1], dh[n, j0:j1], dg, False)
+                rnn.backward_row(mine[t, n], dout[t, n, j0:j1], dh[n, j0:j1], dg, False)
             add_column_sums(db_p, dg)
         arrive_and_wait(flags, member, members, T - s)
         if cell == GRU:

@@ -40,8 +40,9 @@ CACHE_FILE = "team-choices.json"
 # Part of the cache section's name: raise it when the team's or the serial loops' kernels change
 # enough that costs measured before no longer hold (3: packed.py, fixed + per-step costs; 4: the
 # 6-row packed tile and one projection GEMM a member; 5: thin tiles of 1-3 rows, and batches of
-# 1-2 rows on the team; 6: probes in two passes, PASSES).
-KERNELS_VERSION = 6
+# 1-2 rows on the team; 6: probes in two passes, PASSES; 7: a training forward's projection into
+# each member's own region, and the directions side by side).
+KERNELS_VERSION = 7
 SHORT_STEPS, LONG_STEPS = 4, 24
 ROUNDS = 5            # timed calls per path and length; the fastest counts (noise only adds time)
 # Passes over both paths (team, serial, team, ...), the fastest call of all counting: a machine

@@ -14,8 +14,9 @@ and the barrier. h is double-buffered: the next step's GEMM of every member read
 member writes the other buffer while slower ones may still read this one. Idle rows (lengths)
 carry their state over and get out = 0, as in the serial loops.
 
-A training forward leaves the activated gates in team order (the backward works in that order too
-and puts the weight gradients' rows back, TeamLayout), and h_prev, extra in unit order.
+A training forward leaves the activated gates where each member projected them, in its own region
+of the gates buffer (the backward's members read them there; TeamLayout.gates_in_cell_order gathers
+them for the serial backward), and h_prev, extra in unit order.
 """
 from __future__ import annotations
 
@@ -47,9 +48,9 @@ def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih, w_hh,
                         W_ih for its share of the projection and packs those of W_hh for
                         packed.matmul_into, at the start of the call.
     order    (G,)       the team order (team.gate_order).
-    gates    (T, N, G)  scratch for the projection: when training in team order, and left
-                        holding the activated gates (the cells' backward cache, team order); in
-                        inference member p's columns as one (T, N, b1 - b0) block at T*N*b0;
+    gates    (T, N, G)  the projection's buffer: member p's columns (team order b0:b1) as one
+                        (T, N, b1 - b0) block at T*N*b0, its region; a training forward leaves
+                        the activated gates there (the backward's cache);
     gh       (N, G)     scratch, team order.
     bias     (G,)       team order: LSTM, RNN b_ih + b_hh; GRU [b_ir + b_hr, b_iz + b_hz, b_in].
     bias_hn  (H,)       GRU's b_hn in unit order (unused otherwise).
@@ -67,18 +68,14 @@ def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih, w_hh,
     j0, j1 = bounds[member], bounds[member + 1]
     b0, b1 = n_gates * j0, n_gates * j1
     zero = gates.dtype.type(0)
-    # One GEMM over the member's gate rows gathered (one per gate block ran 20% slower). Training
-    # keeps the gates in team order, columns b0:b1 of every row (the backward's layout); inference
-    # gives each member a contiguous region of the buffer, (T, N, b1 - b0) at T*N*b0, which it
-    # alone writes and reads: the two GEMMs side by side writing interleaved halves of every row
-    # ran 15-20% slower (GRU (100,32,256): 9.5-9.9 against 8.1-8.4 ms).
+    # One GEMM over the member's gate rows gathered (one per gate block ran 20% slower), into a
+    # contiguous region of the buffer, (T, N, b1 - b0) at T*N*b0, which the member alone writes
+    # and reads: the two GEMMs side by side writing interleaved halves of every row ran 15-20%
+    # slower (GRU (100,32,256): 9.5-9.9 against 8.1-8.4 ms; LSTM training (100,32,256) forward
+    # 28.5 against 25.7 ms, (100,32,64,256) 22.6 against 19.2 ms, on 2 Zen 2 cores).
     width = b1 - b0
-    if training:
-        mine, first = gates, b0
-        team.gemm_nt_into(fn, x2d, w_ih[order[b0:b1]], gates.reshape(T * N, G)[:, b0:b1], 0.0)
-    else:
-        mine, first = gates.reshape(T * N * G)[T * N * b0:T * N * b1].reshape((T, N, width)), 0
-        team.gemm_nt_into(fn, x2d, w_ih[order[b0:b1]], mine.reshape((T * N, width)), 0.0)
+    mine = gates.reshape(T * N * G)[T * N * b0:T * N * b1].reshape((T, N, width))
+    team.gemm_nt_into(fn, x2d, w_ih[order[b0:b1]], mine.reshape((T * N, width)), 0.0)
     bias_p = bias[b0:b1]
     w_p = packed.pack_rows_transposed(w_hh, order[b0:b1])
     for s in range(T):
@@ -96,7 +93,7 @@ def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih, w_hh,
                     if cell != RNN:
                         extra[s, n, j0:j1] = zero
                 continue
-            g = mine[t, n, first:first + width]
+            g = mine[t, n]
             ghn = gh[n, b0:b1]
             o_t = out[t, n, j0:j1]
             if training:
@@ -134,6 +131,18 @@ class TeamLayout:
     members: int
     bounds: np.ndarray
     order: np.ndarray
+
+    def gates_in_cell_order(self, gates: np.ndarray) -> np.ndarray:
+        """A (T, N, G) copy, columns in the cells' own order, of a team forward's gates buffer,
+        member p's columns held as one (T, N, b1 - b0) block at T*N*b0 (forward_loop)."""
+        T, N, G = gates.shape
+        per_unit = G // int(self.bounds[-1])
+        flat = gates.reshape(T * N * G)
+        out = np.empty_like(gates)
+        for p in range(self.members):
+            b0, b1 = per_unit * int(self.bounds[p]), per_unit * int(self.bounds[p + 1])
+            out[:, :, self.order[b0:b1]] = flat[T * N * b0:T * N * b1].reshape(T, N, b1 - b0)
+        return out
 
     def to_cell_order(self, a: np.ndarray, axis: int = 0) -> np.ndarray:
         """a copy of `a` whose gate axis (team order) is put in the cells' own order."""
