@@ -41,15 +41,19 @@ CACHE_FILE = "team-choices.json"
 # enough that costs measured before no longer hold (3: packed.py, fixed + per-step costs; 4: the
 # 6-row packed tile and one projection GEMM a member; 5: thin tiles of 1-3 rows, and batches of
 # 1-2 rows on the team; 6: probes in two passes, PASSES; 7: a training forward's projection into
-# each member's own region, and the directions side by side).
-KERNELS_VERSION = 7
-SHORT_STEPS, LONG_STEPS = 4, 24
+# each member's own region, and the directions side by side; 8: probes of 48 steps, three passes).
+KERNELS_VERSION = 8
+# The long probe: the cost at the lengths people run (T ~ 100) is extrapolated from these two, so
+# an error in the short probe weighs (T - SHORT) / (LONG - SHORT) - 1 times on it: with 24 steps a
+# short probe taken in one of a VM's fast moments (6 ms off at LSTM training 64x512) moved the
+# crossing from T = 11 to 270 and put T = 100 on the slower serial loops (540 against 481 ms).
+SHORT_STEPS, LONG_STEPS = 4, 48
 ROUNDS = 5            # timed calls per path and length; the fastest counts (noise only adds time)
 # Passes over both paths (team, serial, team, ...), the fastest call of all counting: a machine
 # that runs slower for a second or more at a time (shared VMs do) would otherwise slow every call
 # of one path's probe and none of the other's (seen on a Zen 2 VM: LSTM inference (100,64,256)
 # probed 774 us a team step against 602 serial, then ran 58 ms on the team and 66 serially).
-PASSES = 2
+PASSES = 3
 SETTLE_S = 0.2        # untimed team calls first, for at least this long (see the docstring)
 MARGIN = 0.03
 PATHS = ("team", "serial")
