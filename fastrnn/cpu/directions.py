@@ -6,8 +6,9 @@ direction's whole call and the second the reverse direction's, each as a team of
 (team.as_one_member): the same loops (team_loops.py, team_backward.py) with the whole of W_hh packed
 in the member's own core and no barrier at all, the input projection and the whole-sequence
 gradient GEMMs single-threaded in each member. That wins where the barriers and the thin split
-GEMMs cost more than the cores lose by each holding all of W_hh (measured on 2 Zen 2 cores, LSTM
-inference: (100,4,128) 2.3 against 3.5 ms, (100,32,256) 47 against 50-57 ms); which of the two a
+GEMMs cost more than the cores lose by each holding all of W_hh (`fastrnn bench --bidirectional`
+on 2 Zen 2 cores, side by side against one after the other: LSTM inference (100,4,128) 1.9-2.0
+against 3.1 ms, (100,32,256) 45 against 55 ms, training 130-132 against 158 ms); which of the two a
 shape runs is measured on this machine on first use (team_choice.side_by_side).
 
 A training forward that ran side by side leaves each direction's cache with a team layout of one

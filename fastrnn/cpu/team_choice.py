@@ -128,8 +128,9 @@ def side_by_side(cell: int, use_relu: bool, training: bool, steps: int, rows: in
     forced = getattr(_local, "both_forced", None)
     if forced is not None:
         return forced
-    if mode() != "auto":
-        return mode() == "1"
+    chosen = mode()
+    if chosen != "auto":
+        return chosen == "1"
     key = BOTH + shape_key(cell, use_relu, training, rows, inputs, hidden, dtype)
     return first_wins(_costs_for(key, lambda: measure_directions(
         cell, use_relu, training, rows, inputs, hidden, dtype)), steps, BOTH_PATHS)
