@@ -106,16 +106,24 @@ def team_wins(costs: dict, steps: int) -> bool:
     return first_wins(costs, steps, PATHS)
 
 
-def use_team(cell: int, use_relu: bool, training: bool, steps: int, rows: int, inputs: int,
-             hidden: int, dtype) -> bool:
-    """Whether a loop of this shape and length runs on the team (the caller has checked that it
-    can)."""
+def _unmeasured() -> Optional[bool]:
+    """The answer where nothing is measured: a probe's forcing of one path in this thread, or
+    FASTRNN_TEAM=1 / 0; None in auto mode (the directions' probe calls directions.py directly and
+    forces nothing)."""
     forced = getattr(_local, "forced", None)
     if forced is not None:
         return forced
     chosen = mode()
-    if chosen != "auto":
-        return chosen == "1"
+    return None if chosen == "auto" else chosen == "1"
+
+
+def use_team(cell: int, use_relu: bool, training: bool, steps: int, rows: int, inputs: int,
+             hidden: int, dtype) -> bool:
+    """Whether a loop of this shape and length runs on the team (the caller has checked that it
+    can)."""
+    settled = _unmeasured()
+    if settled is not None:
+        return settled
     key = shape_key(cell, use_relu, training, rows, inputs, hidden, dtype)
     return first_wins(_costs_for(key, lambda: measure(cell, use_relu, training, rows, inputs,
                                                       hidden, dtype)), steps, PATHS)
@@ -125,12 +133,9 @@ def side_by_side(cell: int, use_relu: bool, training: bool, steps: int, rows: in
                  hidden: int, dtype) -> bool:
     """Whether the two directions of a bidirectional layer of this shape run side by side
     (directions.py; the caller has checked that they can)."""
-    forced = getattr(_local, "both_forced", None)
-    if forced is not None:
-        return forced
-    chosen = mode()
-    if chosen != "auto":
-        return chosen == "1"
+    settled = _unmeasured()
+    if settled is not None:
+        return settled
     key = BOTH + shape_key(cell, use_relu, training, rows, inputs, hidden, dtype)
     return first_wins(_costs_for(key, lambda: measure_directions(
         cell, use_relu, training, rows, inputs, hidden, dtype)), steps, BOTH_PATHS)
