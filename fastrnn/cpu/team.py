@@ -310,6 +310,15 @@ def gate_count(cell):
     return 4 if cell == LSTM else (3 if cell == GRU else 1)
 
 
+@njit(**_JIT)
+def member_region(gates, b0, b1):
+    """Member p's region of a team call's gates buffer (T, N, G), C-contiguous: its team-order
+    columns b0:b1 held as one (T, N, b1 - b0) block at T*N*b0, which it alone writes and reads
+    (team_loops.forward_loop, team_backward.backward_loop)."""
+    T, N, G = gates.shape
+    return gates.reshape(T * N * G)[T * N * b0:T * N * b1].reshape((T, N, b1 - b0))
+
+
 def unit_bounds(hidden: int, members: int) -> np.ndarray:
     """(members + 1,) int64: member p owns hidden units bounds[p]:bounds[p+1]."""
     return (np.arange(members + 1, dtype=np.int64) * hidden) // members

@@ -72,7 +72,7 @@ def backward_loop(member, members, cell, use_relu, fn, gates, extra, h_prev, dou
     b0, b1 = n_gates * j0, n_gates * j1
     width = j1 - j0
     w_p = packed.pack_row_block(w_hh, order, j0, j1)
-    mine = gates.reshape(T * N * G)[T * N * b0:T * N * b1].reshape((T, N, b1 - b0))
+    mine = team.member_region(gates, b0, b1)
     db_p = db[b0:b1]
     recurrent = np.empty((N, width), dtype=dh.dtype)      # GRU: the product, added into dh
     for s in range(T - 1, -1, -1):

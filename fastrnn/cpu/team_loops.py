@@ -74,7 +74,7 @@ def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih, w_hh,
     # slower (GRU (100,32,256): 9.5-9.9 against 8.1-8.4 ms; LSTM training (100,32,256) forward
     # 28.5 against 25.7 ms, (100,32,64,256) 22.6 against 19.2 ms, on 2 Zen 2 cores).
     width = b1 - b0
-    mine = gates.reshape(T * N * G)[T * N * b0:T * N * b1].reshape((T, N, width))
+    mine = team.member_region(gates, b0, b1)
     team.gemm_nt_into(fn, x2d, w_ih[order[b0:b1]], mine.reshape((T * N, width)), 0.0)
     bias_p = bias[b0:b1]
     w_p = packed.pack_rows_transposed(w_hh, order[b0:b1])
@@ -135,21 +135,18 @@ class TeamLayout:
     def gates_in_cell_order(self, gates: np.ndarray) -> np.ndarray:
         """A (T, N, G) copy, columns in the cells' own order, of a team forward's gates buffer,
         member p's columns held as one (T, N, b1 - b0) block at T*N*b0 (forward_loop)."""
-        T, N, G = gates.shape
-        per_unit = G // int(self.bounds[-1])
-        flat = gates.reshape(T * N * G)
+        per_unit = gates.shape[2] // int(self.bounds[-1])
         out = np.empty_like(gates)
         for p in range(self.members):
             b0, b1 = per_unit * int(self.bounds[p]), per_unit * int(self.bounds[p + 1])
-            out[:, :, self.order[b0:b1]] = flat[T * N * b0:T * N * b1].reshape(T, N, b1 - b0)
+            out[:, :, self.order[b0:b1]] = team.member_region(gates, b0, b1)
         return out
 
-    def to_cell_order(self, a: np.ndarray, axis: int = 0) -> np.ndarray:
-        """a copy of `a` whose gate axis (team order) is put in the cells' own order."""
+    def to_cell_order(self, a: np.ndarray) -> np.ndarray:
+        """A copy of `a` (gate rows first: a bias or weight gradient in team order) with its rows
+        in the cells' own order."""
         out = np.empty_like(a)
-        index = [slice(None)] * a.ndim
-        index[axis] = self.order
-        out[tuple(index)] = a
+        out[self.order] = a
         return out
 
 
