@@ -45,6 +45,9 @@ def test_team_members_pack_their_rows_as_pack_does(dtype):
     rows = np.array([3, 17, 5, 39, 0, 8, 9, 10, 11, 12, 13, 14, 15, 16, 30, 31, 32, 33, 2])
     assert np.array_equal(packed.pack_rows_transposed(w, rows), packed.pack(w[rows].T))
     assert np.array_equal(packed.pack_row_block(w, rows, 5, 22), packed.pack(w[rows, 5:22]))
+    w_top = rng.standard_normal((40, 11)).astype(dtype)      # the fused step's [W_ih; W_hh]^T
+    assert np.array_equal(packed.pack_rows_transposed_stacked(w_top, w, rows),
+                          packed.pack(np.concatenate([w_top[rows].T, w[rows].T])))
 
 
 def test_empty_product_writes_nothing():

@@ -39,6 +39,31 @@ def team(monkeypatch):
     return team
 
 
+@pytest.fixture(params=["projected", "fused"])
+def step_way(request, monkeypatch):
+    """Run the team's inference forwards one way for the test: the whole-sequence projection, or
+    (LSTM and RNN) the fused step at every batch size; returns the list of fused_step's answers."""
+    from fastrnn.cpu import team_loops
+
+    monkeypatch.setattr(team_loops, "FUSED_STEP_ROWS", 1 if request.param == "fused" else 10 ** 9)
+    answers = []
+    real = team_loops.fused_step
+
+    def recording(*args):
+        answers.append(real(*args))
+        return answers[-1]
+
+    monkeypatch.setattr(team_loops, "fused_step", recording)
+    return request.param, answers
+
+
+def _check_step_way(step_way, name, training=False):
+    """The forwards ran the way step_way asked (the GRU and training forwards always project)."""
+    way, answers = step_way
+    assert answers, "no team forward ran"
+    assert set(answers) == {way == "fused" and name != "gru" and not training}
+
+
 def _inputs(name, T, N, I, H, dtype, seed=0):
     cell = CELLS[name]
     G = cell.gates * H
@@ -89,15 +114,16 @@ def _assert_same(team_result, serial_result, dtype, reference=None):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("name", list(CELLS))
-def test_team_matches_serial_loops(team, monkeypatch, name, reverse, dtype):
-    """Every cell, both directions, unsorted lengths with idle rows: the team's out, h_n, c_n are
-    the serial loop's. H = 67 splits unevenly (33 + 34 units) and I != H."""
+def test_team_matches_serial_loops(team, monkeypatch, step_way, name, reverse, dtype):
+    """Every cell, both directions, unsorted lengths with idle rows, both ways of the step: the team's out, h_n, c_n are the serial loop's. H = 67 splits unevenly
+    (33 + 34 units) and I != H."""
     T, N, I, H = 7, 5, 13, 67
     d = _inputs(name, T, N, I, H, dtype)
     lengths = np.array([7, 2, 5, 1, 7], dtype=np.int64)
     runs = team.runs
     got = _forward(name, d, lengths=lengths, reverse=reverse)
     assert team.runs == runs + 1, "the team did not run this forward"
+    _check_step_way(step_way, name)
     _assert_same(got, _serial(monkeypatch, name, d, lengths=lengths, reverse=reverse), dtype,
                  _reference(name, d, lengths=lengths, reverse=reverse))
     out = got[0]
@@ -224,13 +250,15 @@ def _train(name, d, lengths=None, reverse=False, backend="numba", seed=7):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("name", list(CELLS))
-def test_team_training_matches_serial_loops(team, monkeypatch, name, reverse, dtype):
+def test_team_training_matches_serial_loops(team, monkeypatch, step_way, name, reverse, dtype):
     """Forward and backward both on the team (two team runs): every output and gradient equals the
-    serial loops' and the reference's. H = 67 splits unevenly and I != H."""
+    serial loops' and the reference's, whatever the inference forwards' step. H = 67 splits
+    unevenly and I != H."""
     d = _inputs(name, 6, 5, 13, 67, dtype, seed=3)
     runs = team.runs
     got = _train(name, d, reverse=reverse)
     assert team.runs == runs + 2, "forward and backward must both run on the team"
+    _check_step_way(step_way, name, training=True)
     _assert_same(got, _serial(monkeypatch, name, d, run=_train, reverse=reverse), dtype,
                  _reference(name, d, run=_train, reverse=reverse))
 

@@ -188,17 +188,35 @@ def pack(w: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
+def _put_rows_transposed(out, w, rows, k0):
+    """out's panels (P, K, PW), rows k0:k0 + w.shape[1] = w[rows, :].T."""
+    PW = out.shape[2]
+    for col in range(rows.shape[0]):
+        src = w[rows[col]]
+        p, j = col // PW, col % PW
+        for k in range(src.shape[0]):
+            out[p, k0 + k, j] = src[k]
+
+
+@njit(cache=True, nogil=True)
 def pack_rows_transposed(w, rows):
     """pack(w[rows, :].T), built by a team member from W in PyTorch's layout: B (K, M) with
     K = w.shape[1], M = len(rows), B[k, col] = w[rows[col], k] (the forward's h W_hh^T)."""
-    K, M = w.shape[1], rows.shape[0]
     PW = 2 * VECTOR_BYTES // w.itemsize
-    out = np.zeros(((M + PW - 1) // PW, K, PW), dtype=w.dtype)
-    for col in range(M):
-        src = w[rows[col]]
-        p, j = col // PW, col % PW
-        for k in range(K):
-            out[p, k, j] = src[k]
+    out = np.zeros(((rows.shape[0] + PW - 1) // PW, w.shape[1], PW), dtype=w.dtype)
+    _put_rows_transposed(out, w, rows, 0)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def pack_rows_transposed_stacked(w_top, w_bottom, rows):
+    """pack of [w_top[rows, :].T; w_bottom[rows, :].T] (K = K_top + K_bottom rows): the fused
+    step's [x | h] @ [W_ih; W_hh]^T, both in PyTorch's layout."""
+    PW = 2 * VECTOR_BYTES // w_top.itemsize
+    K = w_top.shape[1] + w_bottom.shape[1]
+    out = np.zeros(((rows.shape[0] + PW - 1) // PW, K, PW), dtype=w_top.dtype)
+    _put_rows_transposed(out, w_top, rows, 0)
+    _put_rows_transposed(out, w_bottom, rows, w_top.shape[1])
     return out
 
 

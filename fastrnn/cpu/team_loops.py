@@ -38,76 +38,94 @@ from .team import GRU, LSTM, RNN
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 @njit(**_JIT)
-def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih, w_hh, order, gates, gh,
-                 bias, bias_hn, h_bufs, c, lens, reverse, out, h_prev, extra, bounds, flags):
+def forward_loop(member, members, cell, use_relu, training, fused, fn, x, w_ih, w_hh, order, gates,
+                 gh, bias, bias_hn, xh_bufs, c, lens, reverse, out, h_prev, extra, bounds, flags):
     """One member's share of a forward (inference or training).
 
-    x2d      (T*N, I)   the input, C-contiguous.
-    w_ih, w_hh (G, I), (G, H)  in PyTorch's layout (the cells' gate order); member p gathers
-                        the rows of its units, order[b0:b1] (its team-order columns b0:b1), of
-                        W_ih for its share of the projection and packs those of W_hh for
-                        packed.matmul_into, at the start of the call.
+    x        (T, N, I)  the input, C-contiguous.
+    w_ih, w_hh (G, I), (G, H)  in PyTorch's layout (the cells' gate order); member p packs the
+                        rows of its units, order[b0:b1] (its team-order columns b0:b1), at the
+                        start of the call (fused_step_rows says which way).
     order    (G,)       the team order (team.gate_order).
-    gates    (T, N, G)  the projection's buffer: member p's columns (team order b0:b1) as one
-                        (T, N, b1 - b0) block at T*N*b0, its region; a training forward leaves
-                        the activated gates there (the backward's cache);
+    gates    (T, N, G)  member p's columns (team order b0:b1) as one (T, N, b1 - b0) block at
+                        T*N*b0, its region: the projection's buffer, and in training the activated
+                        gates (the backward's cache); (0, N, G) when fused (unused);
     gh       (N, G)     scratch, team order.
     bias     (G,)       team order: LSTM, RNN b_ih + b_hh; GRU [b_ir + b_hr, b_iz + b_hz, b_in].
     bias_hn  (H,)       GRU's b_hn in unit order (unused otherwise).
-    h_bufs   (2, N, H)  h_bufs[0] = h0; after T steps h_n is h_bufs[T % 2].
+    xh_bufs  (2, N, I' + H)  double-buffered state rows, h in the last H columns; I' = I when
+                        fused (the first I columns then hold the x row each row visits at that
+                        step), else 0. xh_bufs[0] = [x at step 0 | h0]; after T steps h_n is
+                        xh_bufs[T % 2, :, I':].
     c        (N, H)     LSTM's c0, updated in place to c_n (unused otherwise).
-    lens     (N,) int32;  out (T, N, H);  bounds (members+1,) int64;  flags team.new_flags().
+    lens     (N,) int32 (all T in training);  out (T, N, H);  bounds (members+1,) int64;
+                        flags team.new_flags().
     h_prev, extra (T, N, H) when training, else (0, 0, 0): the state each (t, n) started from
                         and the cell's second cache (its SequenceCache.extra: LSTM c_prev, GRU
                         h W_hn^T + b_hn; RNN none), 0 at idle (t, n); unused in inference.
-    cell     LSTM, GRU or RNN;  use_relu, training: bools.
+    cell     LSTM, GRU or RNN;  use_relu, training, fused: bools (fused: LSTM and RNN
+             inference only, fused_step).
     fn       the cblas_?gemm address for the dtype (team.gemm_address).
     """
-    T, N, G = gates.shape
+    T, N, I = x.shape
+    h0_col = I if fused else 0
     n_gates = team.gate_count(cell)
     j0, j1 = bounds[member], bounds[member + 1]
     b0, b1 = n_gates * j0, n_gates * j1
     zero = gates.dtype.type(0)
-    # One GEMM over the member's gate rows gathered (one per gate block ran 20% slower), into a
-    # contiguous region of the buffer, (T, N, b1 - b0) at T*N*b0, which the member alone writes
-    # and reads: the two GEMMs side by side writing interleaved halves of every row ran 15-20%
-    # slower (GRU (100,32,256): 9.5-9.9 against 8.1-8.4 ms; LSTM training (100,32,256) forward
-    # 28.5 against 25.7 ms, (100,32,64,256) 22.6 against 19.2 ms, on 2 Zen 2 cores).
     width = b1 - b0
     mine = team.member_region(gates, b0, b1)
-    team.gemm_nt_into(fn, x2d, w_ih[order[b0:b1]], mine.reshape((T * N, width)), 0.0)
     bias_p = bias[b0:b1]
-    w_p = packed.pack_rows_transposed(w_hh, order[b0:b1])
+    if fused:
+        # Each step's whole pre-activation in one product, [x_t | h] @ [W_ih; W_hh]^T of the
+        # member's rows: no projection pass whose output goes to memory and comes back a step at a
+        # time. (The summed pre-activations arrive in gh; the h side passed is a zero row.)
+        w_p = packed.pack_rows_transposed_stacked(w_ih, w_hh, order[b0:b1])
+        no_h_side = np.zeros(width, dtype=gates.dtype)
+        r0, r1 = N * member // members, N * (member + 1) // members
+    else:
+        # One GEMM over the member's gate rows gathered (one per gate block ran 20% slower), into
+        # its region, which the member alone writes and reads: the two GEMMs side by side writing
+        # interleaved halves of every row ran 15-20% slower (GRU (100,32,256): 9.5-9.9 against
+        # 8.1-8.4 ms; LSTM training (100,32,256) forward 28.5 against 25.7 ms, on 2 Zen 2 cores).
+        team.gemm_nt_into(fn, x.reshape((T * N, I)), w_ih[order[b0:b1]],
+                          mine.reshape((T * N, width)), 0.0)
+        w_p = packed.pack_rows_transposed(w_hh, order[b0:b1])
     for s in range(T):
-        cur = h_bufs[s % 2]
-        nxt = h_bufs[(s + 1) % 2]
+        cur = xh_bufs[s % 2]
+        nxt = xh_bufs[(s + 1) % 2]
         packed.matmul_into(cur, w_p, gh[:, b0:b1])
         for n in range(N):
             t = visited_time(s, lens[n], reverse)
-            hn = nxt[n, j0:j1]
+            hn = nxt[n, h0_col + j0:h0_col + j1]
+            hc = cur[n, h0_col + j0:h0_col + j1]
             if t < 0:
                 out[s, n, j0:j1] = zero
-                copy_vector(hn, cur[n, j0:j1])
+                copy_vector(hn, hc)
                 if training:
                     h_prev[s, n, j0:j1] = zero
                     if cell != RNN:
                         extra[s, n, j0:j1] = zero
                 continue
-            g = mine[t, n]
-            ghn = gh[n, b0:b1]
+            if fused:
+                g = gh[n, b0:b1]
+                ghn = no_h_side
+            else:
+                g = mine[t, n]
+                ghn = gh[n, b0:b1]
             o_t = out[t, n, j0:j1]
             if training:
-                copy_vector(h_prev[t, n, j0:j1], cur[n, j0:j1])
+                copy_vector(h_prev[t, n, j0:j1], hc)
             if cell == LSTM and training:
                 copy_vector(extra[t, n, j0:j1], c[n, j0:j1])
                 lstm.cell_row(g, ghn, bias_p, c[n, j0:j1], hn, o_t, True)
             elif cell == LSTM:
                 lstm.cell_row(g, ghn, bias_p, c[n, j0:j1], hn, o_t, False)
             elif cell == GRU and training:
-                copy_vector(hn, cur[n, j0:j1])
+                copy_vector(hn, hc)
                 gru.cell_row(g, ghn, bias_p, bias_hn[j0:j1], hn, o_t, extra[t, n, j0:j1], True)
             elif cell == GRU:
-                copy_vector(hn, cur[n, j0:j1])
+                copy_vector(hn, hc)
                 gru.cell_row(g, ghn, bias_p, bias_hn[j0:j1], hn, o_t, o_t, False)
             elif training and use_relu:
                 rnn.cell_row(g, ghn, bias_p, True, hn, o_t, True)
@@ -117,6 +135,14 @@ def forward_loop(member, members, cell, use_relu, training, fn, x2d, w_ih, w_hh,
                 rnn.cell_row(g, ghn, bias_p, True, hn, o_t, False)
             else:
                 rnn.cell_row(g, ghn, bias_p, False, hn, o_t, False)
+        if fused and s + 1 < T:
+            # The member's share of the rows gets the x row each visits next.
+            for n in range(r0, r1):
+                next_t = visited_time(s + 1, lens[n], reverse)
+                if next_t >= 0:
+                    copy_vector(nxt[n, 0:I], x[next_t, n])
+                else:
+                    nxt[n, 0:I] = zero
         arrive_and_wait(flags, member, members, s + 1)
 
 
@@ -150,6 +176,24 @@ class TeamLayout:
         return out
 
 
+# The batch rows from which an inference forward's members take x_t with h in one step product,
+# [x_t | h] @ [W_ih; W_hh]^T (forward_loop's fused way), instead of reading a whole-sequence
+# projection. Measured on 2 Zen 2 cores, LSTM team forward (100, N, I, H), ms, projected against
+# fused, alternating: (N=8, 256, 256) 6.43 / 6.56; (16, 256, 256) 12.3 / 12.0; (32, 256, 256)
+# 21.6 / 20.1; (64, 256, 256) 48.0 / 45.3; (64, 512, 512) 160 / 153; (16, 64, 128) 4.30 / 4.12.
+# The packed [W_ih; W_hh] rows of a member no longer fit its L2, which costs at a few rows, where a
+# step is bound by reading W; from a dozen rows on the product is bound by arithmetic, and the
+# gates are no longer projected to memory and read back a step at a time. A training forward
+# gained nothing this way ((32, 256, 256): 22.1 / 21.8, and its backward then ran 1-1.5 ms
+# slower), and the GRU's n gate needs x W_in^T and h W_hn^T apart: both keep the projection.
+FUSED_STEP_ROWS = 16
+
+
+def fused_step(cell: int, rows: int, training: bool) -> bool:
+    """Whether a team forward of this cell and batch runs the fused step (forward_loop)."""
+    return cell != GRU and not training and rows >= FUSED_STEP_ROWS
+
+
 def forward_job(cell: int, x, w_ih, w_hh, bias, h0, lens, reverse, c0, bias_hn, use_relu,
                 training: bool, members: int):
     """forward_loop's arguments for a team of `members` (after the member index and count), and
@@ -158,27 +202,33 @@ def forward_job(cell: int, x, w_ih, w_hh, bias, h0, lens, reverse, c0, bias_hn, 
     T, N, I = x.shape
     H = w_hh.shape[1]
     dtype = x.dtype
+    fused = fused_step(cell, N, training)
     bounds = team.unit_bounds(H, members)
     order = team.gate_order(H, team.gate_count(cell), bounds)
     bias_p = np.ascontiguousarray(bias[order])
-    gates = np.empty((T, N, len(order)), dtype=dtype)
+    gates = np.empty((0 if fused else T, N, len(order)), dtype=dtype)
     gh = np.empty((N, len(order)), dtype=dtype)
-    h_bufs = np.empty((2, N, H), dtype=dtype)
-    h_bufs[0] = h0
+    x = np.ascontiguousarray(x)
+    h0_col = I if fused else 0
+    xh_bufs = np.empty((2, N, h0_col + H), dtype=dtype)
+    xh_bufs[0, :, h0_col:] = h0
+    if fused:
+        first = np.where(lens > 0, lens - 1 if reverse else 0, -1)
+        xh_bufs[0, :, :I] = np.where((first >= 0)[:, None], x[np.maximum(first, 0), np.arange(N)], 0)
     c = np.array(c0, dtype=dtype, order="C") if c0 is not None else np.empty((0, 0), dtype=dtype)
     hn_bias = bias_hn if bias_hn is not None else np.empty(0, dtype=dtype)
     out = np.empty((T, N, H), dtype=dtype)
     h_prev = np.empty((T, N, H), dtype=dtype) if training else np.empty((0, 0, 0), dtype=dtype)
     extra = (np.empty((T, N, H), dtype=dtype) if training and cell != RNN
              else np.empty((0, 0, 0), dtype=dtype))
-    args = (cell, bool(use_relu), training, team.gemm_address(dtype),
-            np.ascontiguousarray(x).reshape(T * N, I), np.ascontiguousarray(w_ih),
-            np.ascontiguousarray(w_hh), order, gates, gh, bias_p, hn_bias,
-            h_bufs, c, lens, reverse, out, h_prev, extra, bounds, team.new_flags(members))
+    args = (cell, bool(use_relu), training, fused, team.gemm_address(dtype), x,
+            np.ascontiguousarray(w_ih), np.ascontiguousarray(w_hh), order, gates, gh, bias_p,
+            hn_bias, xh_bufs, c, lens, reverse, out, h_prev, extra, bounds,
+            team.new_flags(members))
 
     def results():
-        return (out, h_bufs[T % 2].copy(), (c if c0 is not None else None), gates, h_prev, extra,
-                TeamLayout(members, bounds, order))
+        return (out, xh_bufs[T % 2, :, h0_col:].copy(), (c if c0 is not None else None), gates,
+                h_prev, extra, TeamLayout(members, bounds, order))
 
     return args, results
 
