@@ -42,7 +42,7 @@ def team(monkeypatch):
 @pytest.fixture(params=["projected", "fused"])
 def step_way(request, monkeypatch):
     """Run the team's inference forwards one way for the test: the whole-sequence projection, or
-    (LSTM and RNN) the fused step at every batch size; returns the list of fused_step's answers."""
+    the fused step at every batch size; returns the list of fused_step's answers."""
     from fastrnn.cpu import team_loops
 
     monkeypatch.setattr(team_loops, "FUSED_STEP_ROWS", 1 if request.param == "fused" else 10 ** 9)
@@ -57,11 +57,11 @@ def step_way(request, monkeypatch):
     return request.param, answers
 
 
-def _check_step_way(step_way, name, training=False):
-    """The forwards ran the way step_way asked (the GRU and training forwards always project)."""
+def _check_step_way(step_way, training=False):
+    """The forwards ran the way step_way asked (training forwards always project)."""
     way, answers = step_way
     assert answers, "no team forward ran"
-    assert set(answers) == {way == "fused" and name != "gru" and not training}
+    assert set(answers) == {way == "fused" and not training}
 
 
 def _inputs(name, T, N, I, H, dtype, seed=0):
@@ -123,7 +123,7 @@ def test_team_matches_serial_loops(team, monkeypatch, step_way, name, reverse, d
     runs = team.runs
     got = _forward(name, d, lengths=lengths, reverse=reverse)
     assert team.runs == runs + 1, "the team did not run this forward"
-    _check_step_way(step_way, name)
+    _check_step_way(step_way)
     _assert_same(got, _serial(monkeypatch, name, d, lengths=lengths, reverse=reverse), dtype,
                  _reference(name, d, lengths=lengths, reverse=reverse))
     out = got[0]
@@ -258,7 +258,7 @@ def test_team_training_matches_serial_loops(team, monkeypatch, step_way, name, r
     runs = team.runs
     got = _train(name, d, reverse=reverse)
     assert team.runs == runs + 2, "forward and backward must both run on the team"
-    _check_step_way(step_way, name, training=True)
+    _check_step_way(step_way, training=True)
     _assert_same(got, _serial(monkeypatch, name, d, run=_train, reverse=reverse), dtype,
                  _reference(name, d, run=_train, reverse=reverse))
 

@@ -49,8 +49,11 @@ def forward_loop(member, members, cell, use_relu, training, fused, fn, x, w_ih, 
     order    (G,)       the team order (team.gate_order).
     gates    (T, N, G)  member p's columns (team order b0:b1) as one (T, N, b1 - b0) block at
                         T*N*b0, its region: the projection's buffer, and in training the activated
-                        gates (the backward's cache); (0, N, G) when fused (unused);
-    gh       (N, G)     scratch, team order.
+                        gates (the backward's cache); when fused (1, N, G), gates[0] each step's
+                        x-side scratch (LSTM, RNN: with the h side summed in; GRU: r and z so,
+                        and x W_in^T apart);
+    gh       (N, G)     scratch, team order: each step's h side (when fused: zero but for the
+                        GRU's h W_hn^T).
     bias     (G,)       team order: LSTM, RNN b_ih + b_hh; GRU [b_ir + b_hr, b_iz + b_hz, b_in].
     bias_hn  (H,)       GRU's b_hn in unit order (unused otherwise).
     xh_bufs  (2, N, I' + H)  double-buffered state rows, h in the last H columns; I' = I when
@@ -63,8 +66,8 @@ def forward_loop(member, members, cell, use_relu, training, fused, fn, x, w_ih, 
     h_prev, extra (T, N, H) when training, else (0, 0, 0): the state each (t, n) started from
                         and the cell's second cache (its SequenceCache.extra: LSTM c_prev, GRU
                         h W_hn^T + b_hn; RNN none), 0 at idle (t, n); unused in inference.
-    cell     LSTM, GRU or RNN;  use_relu, training, fused: bools (fused: LSTM and RNN
-             inference only, fused_step).
+    cell     LSTM, GRU or RNN;  use_relu, training, fused: bools (fused: inference only,
+             fused_step).
     fn       the cblas_?gemm address for the dtype (team.gemm_address).
     """
     T, N, I = x.shape
@@ -76,13 +79,17 @@ def forward_loop(member, members, cell, use_relu, training, fused, fn, x, w_ih, 
     width = b1 - b0
     mine = team.member_region(gates, b0, b1)
     bias_p = bias[b0:b1]
+    r0, r1 = N * member // members, N * (member + 1) // members
+    # fused: each step's pre-activations from [x_t | h] @ [W_ih; W_hh]^T of the member's rows, no
+    # projection pass whose output goes to memory and comes back a step at a time. The GRU's n
+    # gate needs x W_in^T and h W_hn^T apart: its r and z rows go that way, its n rows as two
+    # products of the same step (columns n0:b1 of the member's block).
+    n0 = b0 + 2 * (j1 - j0) if cell == GRU else b1
+    step_x = gates[0]                  # fused: the scratch (otherwise unused)
     if fused:
-        # Each step's whole pre-activation in one product, [x_t | h] @ [W_ih; W_hh]^T of the
-        # member's rows: no projection pass whose output goes to memory and comes back a step at a
-        # time. (The summed pre-activations arrive in gh; the h side passed is a zero row.)
-        w_p = packed.pack_rows_transposed_stacked(w_ih, w_hh, order[b0:b1])
-        no_h_side = np.zeros(width, dtype=gates.dtype)
-        r0, r1 = N * member // members, N * (member + 1) // members
+        w_p = packed.pack_rows_transposed_stacked(w_ih, w_hh, order[b0:n0])
+        w_n_x = packed.pack_rows_transposed(w_ih, order[n0:b1])
+        w_n_h = packed.pack_rows_transposed(w_hh, order[n0:b1])
     else:
         # One GEMM over the member's gate rows gathered (one per gate block ran 20% slower), into
         # its region, which the member alone writes and reads: the two GEMMs side by side writing
@@ -94,7 +101,13 @@ def forward_loop(member, members, cell, use_relu, training, fused, fn, x, w_ih, 
     for s in range(T):
         cur = xh_bufs[s % 2]
         nxt = xh_bufs[(s + 1) % 2]
-        packed.matmul_into(cur, w_p, gh[:, b0:b1])
+        if not fused:
+            packed.matmul_into(cur, w_p, gh[:, b0:b1])
+        else:
+            packed.matmul_into(cur, w_p, step_x[:, b0:n0])
+            if n0 < b1:
+                packed.matmul_into(cur[:, 0:I], w_n_x, step_x[:, n0:b1])
+                packed.matmul_into(cur[:, I:], w_n_h, gh[:, n0:b1])
         for n in range(N):
             t = visited_time(s, lens[n], reverse)
             hn = nxt[n, h0_col + j0:h0_col + j1]
@@ -107,12 +120,8 @@ def forward_loop(member, members, cell, use_relu, training, fused, fn, x, w_ih, 
                     if cell != RNN:
                         extra[s, n, j0:j1] = zero
                 continue
-            if fused:
-                g = gh[n, b0:b1]
-                ghn = no_h_side
-            else:
-                g = mine[t, n]
-                ghn = gh[n, b0:b1]
+            g = step_x[n, b0:b1] if fused else mine[t, n]
+            ghn = gh[n, b0:b1]
             o_t = out[t, n, j0:j1]
             if training:
                 copy_vector(h_prev[t, n, j0:j1], hc)
@@ -180,18 +189,20 @@ class TeamLayout:
 # [x_t | h] @ [W_ih; W_hh]^T (forward_loop's fused way), instead of reading a whole-sequence
 # projection. Measured on 2 Zen 2 cores, LSTM team forward (100, N, I, H), ms, projected against
 # fused, alternating: (N=8, 256, 256) 6.43 / 6.56; (16, 256, 256) 12.3 / 12.0; (32, 256, 256)
-# 21.6 / 20.1; (64, 256, 256) 48.0 / 45.3; (64, 512, 512) 160 / 153; (16, 64, 128) 4.30 / 4.12.
+# 21.6 / 20.1; (64, 256, 256) 48.0 / 45.3; (64, 512, 512) 160 / 153; (16, 64, 128) 4.30 / 4.12;
+# GRU (8, 256, 256) 5.68 / 5.81, (16, ...) 10.4 / 10.1, (32, ...) 19.9 / 19.1, (64, ...) 40.9 /
+# 38.1; RNN (32, 256, 256) 9.9 / 7.9.
 # The packed [W_ih; W_hh] rows of a member no longer fit its L2, which costs at a few rows, where a
 # step is bound by reading W; from a dozen rows on the product is bound by arithmetic, and the
 # gates are no longer projected to memory and read back a step at a time. A training forward
 # gained nothing this way ((32, 256, 256): 22.1 / 21.8, and its backward then ran 1-1.5 ms
-# slower), and the GRU's n gate needs x W_in^T and h W_hn^T apart: both keep the projection.
+# slower): training keeps the projection.
 FUSED_STEP_ROWS = 16
 
 
-def fused_step(cell: int, rows: int, training: bool) -> bool:
-    """Whether a team forward of this cell and batch runs the fused step (forward_loop)."""
-    return cell != GRU and not training and rows >= FUSED_STEP_ROWS
+def fused_step(rows: int, training: bool) -> bool:
+    """Whether a team forward of this batch runs the fused step (forward_loop)."""
+    return not training and rows >= FUSED_STEP_ROWS
 
 
 def forward_job(cell: int, x, w_ih, w_hh, bias, h0, lens, reverse, c0, bias_hn, use_relu,
@@ -202,12 +213,12 @@ def forward_job(cell: int, x, w_ih, w_hh, bias, h0, lens, reverse, c0, bias_hn, 
     T, N, I = x.shape
     H = w_hh.shape[1]
     dtype = x.dtype
-    fused = fused_step(cell, N, training)
+    fused = fused_step(N, training)
     bounds = team.unit_bounds(H, members)
     order = team.gate_order(H, team.gate_count(cell), bounds)
     bias_p = np.ascontiguousarray(bias[order])
-    gates = np.empty((0 if fused else T, N, len(order)), dtype=dtype)
-    gh = np.empty((N, len(order)), dtype=dtype)
+    gates = np.empty((1 if fused else T, N, len(order)), dtype=dtype)
+    gh = (np.zeros if fused else np.empty)((N, len(order)), dtype=dtype)
     x = np.ascontiguousarray(x)
     h0_col = I if fused else 0
     xh_bufs = np.empty((2, N, h0_col + H), dtype=dtype)
