@@ -225,11 +225,16 @@ def pack_row_block(w, rows, j0, j1):
     """pack(w[rows, j0:j1]): B (K, M) with K = len(rows), M = j1 - j0 (the backward's dG W_hh)."""
     K, M = rows.shape[0], j1 - j0
     PW = 2 * VECTOR_BYTES // w.itemsize
-    out = np.zeros(((M + PW - 1) // PW, K, PW), dtype=w.dtype)
+    P = (M + PW - 1) // PW
+    out = np.zeros((P, K, PW), dtype=w.dtype)
     for k in range(K):
-        src = w[rows[k]]
-        for col in range(M):
-            out[col // PW, k, col % PW] = src[j0 + col]
+        src = w[rows[k], j0:j1]
+        for p in range(P):
+            # One panel's row: contiguous on both sides (a division per element made this 8x
+            # slower: 0.59 ms for the 1024 x 128 block of an LSTM H = 256 member).
+            dst = out[p, k]
+            for j in range(min(PW, M - p * PW)):
+                dst[j] = src[p * PW + j]
     return out
 
 
