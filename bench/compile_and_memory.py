@@ -4,6 +4,8 @@
   the thread team's training and eval loops, the inference step and a burst of steps that runs
   paired on two cores) with an empty Numba cache and
   an empty fastrnn choice cache, then again with the caches that run left behind;
+* a user's first call with warm caches: `import fastrnn`, then an LSTM (T=100, N=32, I=H=256)
+  float32 training forward + backward, in a fresh process, against the same call once warm;
 * peak memory allocated by NumPy during LSTM (T=100, N=32, I=H=256) training (forward + backward) and
   inference (eval forward), counted by tracemalloc, which sees every NumPy buffer.
 
@@ -54,6 +56,21 @@ for dtype in ("float32", "float64"):
 print(time.perf_counter() - t0 - t_import, t_import)
 """
 
+USER_FIRST_CALL = r"""
+import time
+t0 = time.perf_counter()
+import numpy as np, fastrnn as fr
+x = np.random.default_rng(0).standard_normal((100, 32, 256)).astype(np.float32)
+m = fr.LSTM(256, 256, backend="{backend}")
+out, _ = m(x); m.backward(np.ones_like(out))
+first = time.perf_counter() - t0
+again = []
+for _ in range(5):
+    t1 = time.perf_counter(); out, _ = m(x); m.backward(np.ones_like(out))
+    again.append(time.perf_counter() - t1)
+print(first, sorted(again)[2])
+"""
+
 PEAK_MEMORY = r"""
 import tracemalloc, numpy as np, fastrnn as fr
 T, N, H = 100, 32, 256
@@ -91,12 +108,17 @@ def main(argv=None):
                    FASTRNN_CACHE_DIR=os.path.join(cache, "fastrnn"))
         cold, import_s = run(FIRST_CALLS.format(backend=args.backend), env)
         warm, _ = run(FIRST_CALLS.format(backend=args.backend), env)
+        run(USER_FIRST_CALL.format(backend=args.backend), env)      # its shape's choice, cached
+        user_first, user_warm = run(USER_FIRST_CALL.format(backend=args.backend), env)
         training, inference = run(PEAK_MEMORY.format(backend=args.backend), env)
     results.update(import_s=import_s, first_calls_cold_s=cold, first_calls_warm_s=warm,
+                   lstm_training_first_call_warm_s=user_first, lstm_training_call_s=user_warm,
                    lstm_100_32_256_training_peak_mb=training / 2**20,
                    lstm_100_32_256_inference_peak_mb=inference / 2**20)
     print(f"import fastrnn: {import_s:.2f} s")
     print(f"first calls, every cell x dtype x path, empty cache: {cold:.1f} s; warm cache: {warm:.2f} s")
+    print(f"import + first LSTM (100, 32, 256) training call, warm caches: {user_first:.2f} s "
+          f"(the same call warm: {user_warm:.3f} s)")
     print(f"LSTM (100, 32, 256) peak NumPy memory: training {training / 2**20:.1f} MiB, "
           f"inference {inference / 2**20:.1f} MiB")
     if args.out:
