@@ -107,9 +107,14 @@ def test_two_layers_side_by_side(cpu, monkeypatch, kind):
     _assert_close(*_both_ways(cpu, monkeypatch, kind, "float64", num_layers=2), "float64")
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["projected", "fused"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_inference_with_lengths_side_by_side(cpu, monkeypatch, kind):
-    """Unsorted lengths with idle rows: each direction visits its own steps of each row."""
+def test_inference_with_lengths_side_by_side(cpu, monkeypatch, kind, fused):
+    """Unsorted lengths with idle rows: each direction visits its own steps of each row; each
+    direction's team of one with its projection or with the fused step (team_loops)."""
+    from fastrnn.cpu import team_loops
+
+    monkeypatch.setattr(team_loops, "FUSED_STEP_ROWS", 1 if fused else 10 ** 9)
     lengths = np.array([9, 2, 6, 1])
     got, in_turn, reference = _both_ways(cpu, monkeypatch, kind, "float64", lengths=lengths,
                                          train=False)

@@ -39,13 +39,10 @@ def team(monkeypatch):
     return team
 
 
-@pytest.fixture(params=["projected", "fused"])
-def step_way(request, monkeypatch):
-    """Run the team's inference forwards one way for the test: the whole-sequence projection, or
-    the fused step at every batch size; returns the list of fused_step's answers."""
+def _record_fused_step(monkeypatch) -> list:
+    """The answers team_loops.fused_step gives from now on in this test, in order."""
     from fastrnn.cpu import team_loops
 
-    monkeypatch.setattr(team_loops, "FUSED_STEP_ROWS", 1 if request.param == "fused" else 10 ** 9)
     answers = []
     real = team_loops.fused_step
 
@@ -54,14 +51,24 @@ def step_way(request, monkeypatch):
         return answers[-1]
 
     monkeypatch.setattr(team_loops, "fused_step", recording)
-    return request.param, answers
+    return answers
 
 
-def _check_step_way(step_way, training=False):
-    """The forwards ran the way step_way asked (training forwards always project)."""
+@pytest.fixture(params=["projected", "fused"])
+def step_way(request, monkeypatch):
+    """Run the team's inference forwards one way for the test: the whole-sequence projection, or
+    the fused step at every batch size; returns the way and the list of fused_step's answers."""
+    from fastrnn.cpu import team_loops
+
+    monkeypatch.setattr(team_loops, "FUSED_STEP_ROWS", 1 if request.param == "fused" else 10 ** 9)
+    return request.param, _record_fused_step(monkeypatch)
+
+
+def _check_step_way(step_way):
+    """The inference forwards ran the way step_way asked."""
     way, answers = step_way
     assert answers, "no team forward ran"
-    assert set(answers) == {way == "fused" and not training}
+    assert set(answers) == {way == "fused"}
 
 
 def _inputs(name, T, N, I, H, dtype, seed=0):
@@ -115,8 +122,9 @@ def _assert_same(team_result, serial_result, dtype, reference=None):
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("name", list(CELLS))
 def test_team_matches_serial_loops(team, monkeypatch, step_way, name, reverse, dtype):
-    """Every cell, both directions, unsorted lengths with idle rows, both ways of the step: the team's out, h_n, c_n are the serial loop's. H = 67 splits unevenly
-    (33 + 34 units) and I != H."""
+    """Every cell, both directions, unsorted lengths with idle rows, both ways of the step: the
+    team's out, h_n, c_n are the serial loop's. H = 67 splits unevenly (33 + 34 units) and
+    I != H."""
     T, N, I, H = 7, 5, 13, 67
     d = _inputs(name, T, N, I, H, dtype)
     lengths = np.array([7, 2, 5, 1, 7], dtype=np.int64)
@@ -128,6 +136,25 @@ def test_team_matches_serial_loops(team, monkeypatch, step_way, name, reverse, d
                  _reference(name, d, lengths=lengths, reverse=reverse))
     out = got[0]
     assert not out[2:, 1].any() and not out[1:, 3].any(), "padded steps must be zero"
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_inference_takes_the_fused_step_from_its_batch_size(team, monkeypatch, name):
+    """At FUSED_STEP_ROWS rows and more (unpatched) an inference forward takes the fused step,
+    whole 6-row tiles and a partial one per member (17 rows), in reverse with lengths; a training
+    forward of the same batch keeps the projection."""
+    from fastrnn.cpu import team_loops
+
+    N = team_loops.FUSED_STEP_ROWS + 1
+    answers = _record_fused_step(monkeypatch)
+    d = _inputs(name, 6, N, 13, 67, "float64", seed=5)
+    lengths = np.arange(N) % 6 + 1
+    got = _forward(name, d, lengths=lengths, reverse=True)
+    assert answers == [True], "the inference forward did not fuse"
+    _assert_same(got, _serial(monkeypatch, name, d, lengths=lengths, reverse=True), "float64",
+                 _reference(name, d, lengths=lengths, reverse=True))
+    _train(name, d)
+    assert answers[1:] == [False], "a training forward must keep the projection"
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru"])
@@ -250,15 +277,13 @@ def _train(name, d, lengths=None, reverse=False, backend="numba", seed=7):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("name", list(CELLS))
-def test_team_training_matches_serial_loops(team, monkeypatch, step_way, name, reverse, dtype):
+def test_team_training_matches_serial_loops(team, monkeypatch, name, reverse, dtype):
     """Forward and backward both on the team (two team runs): every output and gradient equals the
-    serial loops' and the reference's, whatever the inference forwards' step. H = 67 splits
-    unevenly and I != H."""
+    serial loops' and the reference's. H = 67 splits unevenly and I != H."""
     d = _inputs(name, 6, 5, 13, 67, dtype, seed=3)
     runs = team.runs
     got = _train(name, d, reverse=reverse)
     assert team.runs == runs + 2, "forward and backward must both run on the team"
-    _check_step_way(step_way, training=True)
     _assert_same(got, _serial(monkeypatch, name, d, run=_train, reverse=reverse), dtype,
                  _reference(name, d, run=_train, reverse=reverse))
 

@@ -12,7 +12,10 @@ Per call each member runs its slice of the input projection (no wait: step 0 rea
 columns and h0), then per loop step its slice of gh = h W_hh^T, the pointwise pass of its units,
 and the barrier. h is double-buffered: the next step's GEMM of every member reads all of h, so a
 member writes the other buffer while slower ones may still read this one. Idle rows (lengths)
-carry their state over and get out = 0, as in the serial loops.
+carry their state over and get out = 0, as in the serial loops. An inference forward of
+FUSED_STEP_ROWS rows or more has no projection pass: each step's product takes [x_t | h] through
+[W_ih; W_hh]^T, the x rows of the next step put beside h in the other buffer (each member its
+share of the rows) before the barrier.
 
 A training forward leaves the activated gates where each member projected them, in its own region
 of the gates buffer (the backward's members read them there; TeamLayout.gates_in_cell_order gathers
@@ -38,6 +41,19 @@ from .team import GRU, LSTM, RNN
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 @njit(**_JIT)
+def put_x_rows(xh, x, lens, s, reverse, r0, r1):
+    """xh (N, I + H)[n, :I] = the x row (x (T, N, I)) that batch row n visits at loop step s, 0 once
+    it is idle, for rows r0:r1 (the fused step's input beside h)."""
+    I = x.shape[2]
+    for n in range(r0, r1):
+        t = visited_time(s, lens[n], reverse)
+        if t >= 0:
+            copy_vector(xh[n, 0:I], x[t, n])
+        else:
+            xh[n, 0:I] = x.dtype.type(0)
+
+
+@njit(**_JIT)
 def forward_loop(member, members, cell, use_relu, training, fused, fn, x, w_ih, w_hh, order, gates,
                  gh, bias, bias_hn, xh_bufs, c, lens, reverse, out, h_prev, extra, bounds, flags):
     """One member's share of a forward (inference or training).
@@ -45,21 +61,21 @@ def forward_loop(member, members, cell, use_relu, training, fused, fn, x, w_ih, 
     x        (T, N, I)  the input, C-contiguous.
     w_ih, w_hh (G, I), (G, H)  in PyTorch's layout (the cells' gate order); member p packs the
                         rows of its units, order[b0:b1] (its team-order columns b0:b1), at the
-                        start of the call (fused_step_rows says which way).
+                        start of the call (stacked when fused).
     order    (G,)       the team order (team.gate_order).
     gates    (T, N, G)  member p's columns (team order b0:b1) as one (T, N, b1 - b0) block at
                         T*N*b0, its region: the projection's buffer, and in training the activated
-                        gates (the backward's cache); when fused (1, N, G), gates[0] each step's
-                        x-side scratch (LSTM, RNN: with the h side summed in; GRU: r and z so,
-                        and x W_in^T apart);
+                        gates (the backward's cache); when fused (1, N, G): member p's region
+                        (N, b1 - b0) is its scratch for each step's pre-activations (LSTM, RNN:
+                        x and h sides summed; GRU: r and z so, and x W_in^T apart);
     gh       (N, G)     scratch, team order: each step's h side (when fused: zero but for the
                         GRU's h W_hn^T).
     bias     (G,)       team order: LSTM, RNN b_ih + b_hh; GRU [b_ir + b_hr, b_iz + b_hz, b_in].
     bias_hn  (H,)       GRU's b_hn in unit order (unused otherwise).
     xh_bufs  (2, N, I' + H)  double-buffered state rows, h in the last H columns; I' = I when
-                        fused (the first I columns then hold the x row each row visits at that
-                        step), else 0. xh_bufs[0] = [x at step 0 | h0]; after T steps h_n is
-                        xh_bufs[T % 2, :, I':].
+                        fused (the first I columns then hold the x row each batch row visits at
+                        that step, put_x_rows), else 0. xh_bufs[0] holds h0 (and the x rows of
+                        step 0); after T steps h_n is xh_bufs[T % 2, :, I':].
     c        (N, H)     LSTM's c0, updated in place to c_n (unused otherwise).
     lens     (N,) int32 (all T in training);  out (T, N, H);  bounds (members+1,) int64;
                         flags team.new_flags().
@@ -85,12 +101,13 @@ def forward_loop(member, members, cell, use_relu, training, fused, fn, x, w_ih, 
     # gate needs x W_in^T and h W_hn^T apart: its r and z rows go that way, its n rows as two
     # products of the same step (columns n0:b1 of the member's block).
     n0 = b0 + 2 * (j1 - j0) if cell == GRU else b1
-    step_x = gates[0]                  # fused: the scratch (otherwise unused)
+    step_x = mine[0]                   # fused: the member's scratch, columns b0:b1 (else unused)
     if fused:
         w_p = packed.pack_rows_transposed_stacked(w_ih, w_hh, order[b0:n0])
         w_n_x = packed.pack_rows_transposed(w_ih, order[n0:b1])
         w_n_h = packed.pack_rows_transposed(w_hh, order[n0:b1])
     else:
+        w_n_x = w_n_h = packed.pack_rows_transposed(w_hh, order[b0:b0])      # (fused only)
         # One GEMM over the member's gate rows gathered (one per gate block ran 20% slower), into
         # its region, which the member alone writes and reads: the two GEMMs side by side writing
         # interleaved halves of every row ran 15-20% slower (GRU (100,32,256): 9.5-9.9 against
@@ -98,16 +115,17 @@ def forward_loop(member, members, cell, use_relu, training, fused, fn, x, w_ih, 
         team.gemm_nt_into(fn, x.reshape((T * N, I)), w_ih[order[b0:b1]],
                           mine.reshape((T * N, width)), 0.0)
         w_p = packed.pack_rows_transposed(w_hh, order[b0:b1])
+    gh_p = gh[:, b0:b1]
     for s in range(T):
         cur = xh_bufs[s % 2]
         nxt = xh_bufs[(s + 1) % 2]
         if not fused:
-            packed.matmul_into(cur, w_p, gh[:, b0:b1])
+            packed.matmul_into(cur, w_p, gh_p)
         else:
-            packed.matmul_into(cur, w_p, step_x[:, b0:n0])
+            packed.matmul_into(cur, w_p, step_x[:, 0:n0 - b0])
             if n0 < b1:
-                packed.matmul_into(cur[:, 0:I], w_n_x, step_x[:, n0:b1])
-                packed.matmul_into(cur[:, I:], w_n_h, gh[:, n0:b1])
+                packed.matmul_into(cur[:, 0:I], w_n_x, step_x[:, n0 - b0:width])
+                packed.matmul_into(cur[:, I:], w_n_h, gh_p[:, n0 - b0:width])
         for n in range(N):
             t = visited_time(s, lens[n], reverse)
             hn = nxt[n, h0_col + j0:h0_col + j1]
@@ -120,7 +138,7 @@ def forward_loop(member, members, cell, use_relu, training, fused, fn, x, w_ih, 
                     if cell != RNN:
                         extra[s, n, j0:j1] = zero
                 continue
-            g = step_x[n, b0:b1] if fused else mine[t, n]
+            g = step_x[n] if fused else mine[t, n]
             ghn = gh[n, b0:b1]
             o_t = out[t, n, j0:j1]
             if training:
@@ -145,13 +163,7 @@ def forward_loop(member, members, cell, use_relu, training, fused, fn, x, w_ih, 
             else:
                 rnn.cell_row(g, ghn, bias_p, False, hn, o_t, False)
         if fused and s + 1 < T:
-            # The member's share of the rows gets the x row each visits next.
-            for n in range(r0, r1):
-                next_t = visited_time(s + 1, lens[n], reverse)
-                if next_t >= 0:
-                    copy_vector(nxt[n, 0:I], x[next_t, n])
-                else:
-                    nxt[n, 0:I] = zero
+            put_x_rows(nxt, x, lens, s + 1, reverse, r0, r1)
         arrive_and_wait(flags, member, members, s + 1)
 
 
@@ -189,9 +201,11 @@ class TeamLayout:
 # [x_t | h] @ [W_ih; W_hh]^T (forward_loop's fused way), instead of reading a whole-sequence
 # projection. Measured on 2 Zen 2 cores, LSTM team forward (100, N, I, H), ms, projected against
 # fused, alternating: (N=8, 256, 256) 6.43 / 6.56; (16, 256, 256) 12.3 / 12.0; (32, 256, 256)
-# 21.6 / 20.1; (64, 256, 256) 48.0 / 45.3; (64, 512, 512) 160 / 153; (16, 64, 128) 4.30 / 4.12;
+# 21.5 / 19.9; (64, 256, 256) 52.7 / 47.4; (64, 512, 512) 160 / 153; (16, 64, 128) 4.30 / 4.12;
 # GRU (8, 256, 256) 5.68 / 5.81, (16, ...) 10.4 / 10.1, (32, ...) 19.9 / 19.1, (64, ...) 40.9 /
-# 38.1; RNN (32, 256, 256) 9.9 / 7.9.
+# 38.1; RNN (32, 256, 256) 9.9 / 7.9. A bidirectional layer's directions side by side (each a team
+# of one, its whole [W_ih; W_hh] packed: 2 MiB at LSTM H = 256): LSTM (32, 256, 256) 44.6 / 40.4,
+# (64, ...) 85.8 / 79.8, GRU (32, ...) 32.9 / 30.6.
 # The packed [W_ih; W_hh] rows of a member no longer fit its L2, which costs at a few rows, where a
 # step is bound by reading W; from a dozen rows on the product is bound by arithmetic, and the
 # gates are no longer projected to memory and read back a step at a time. A training forward
@@ -224,8 +238,7 @@ def forward_job(cell: int, x, w_ih, w_hh, bias, h0, lens, reverse, c0, bias_hn, 
     xh_bufs = np.empty((2, N, h0_col + H), dtype=dtype)
     xh_bufs[0, :, h0_col:] = h0
     if fused:
-        first = np.where(lens > 0, lens - 1 if reverse else 0, -1)
-        xh_bufs[0, :, :I] = np.where((first >= 0)[:, None], x[np.maximum(first, 0), np.arange(N)], 0)
+        put_x_rows(xh_bufs[0], x, lens, 0, reverse, 0, N)
     c = np.array(c0, dtype=dtype, order="C") if c0 is not None else np.empty((0, 0), dtype=dtype)
     hn_bias = bias_hn if bias_hn is not None else np.empty(0, dtype=dtype)
     out = np.empty((T, N, H), dtype=dtype)
