@@ -429,6 +429,9 @@ def test_info_reports_the_choices(auto_choice, team):
     text = team.report()
     assert "measured per shape on first use" in text
     assert "lstm inference float32 32x256x256" in text and "team from T = 10" in text
+    from fastrnn.cpu import team_loops
+
+    assert f"inference of {team_loops.FUSED_STEP_ROWS} rows or more" in text
 
 
 def test_the_team_holds_no_arrays_between_calls(team):

@@ -337,7 +337,7 @@ def new_flags(members: int) -> np.ndarray:
 
 def report() -> str:
     """What `fastrnn info` prints about the team."""
-    from . import gemm, team_choice
+    from . import gemm, team_choice, team_loops
 
     reason = unavailable_reason()
     if reason is not None:
@@ -349,7 +349,9 @@ def report() -> str:
     lines = [f"team: {threads.get_num_threads()} threads for inference loops (all cells) and "
              f"training (every row the whole sequence) of {rows}"
              f"{MIN_UNITS_PER_MEMBER} hidden units a thread or more (NumPy's OpenBLAS, one thread "
-             f"per member); {how}; {ENV_SWITCH}=0 turns it off"]
+             f"per member); {how}; {ENV_SWITCH}=0 turns it off",
+             f"team: inference of {team_loops.FUSED_STEP_ROWS} rows or more takes each step's gates "
+             f"from one product of [x_t | h] (no projection pass)"]
     if team_choice.mode() == "auto":
         lines += team_choice.report()
     return "\n".join(lines)
