@@ -101,7 +101,7 @@ def forward_loop(member, members, cell, use_relu, training, fused, fn, x, w_ih, 
     # gate needs x W_in^T and h W_hn^T apart: its r and z rows go that way, its n rows as two
     # products of the same step (columns n0:b1 of the member's block).
     n0 = b0 + 2 * (j1 - j0) if cell == GRU else b1
-    step_x = mine[0]                   # fused: the member's scratch, columns b0:b1 (else unused)
+    step_x = mine[0]        # fused: the member's scratch (N, b1 - b0), its columns (else unused)
     if fused:
         w_p = packed.pack_rows_transposed_stacked(w_ih, w_hh, order[b0:n0])
         w_n_x = packed.pack_rows_transposed(w_ih, order[n0:b1])
