@@ -55,7 +55,9 @@ Shapes (T time steps, N batch rows, I input features, H hidden units, G = cell.g
                the gradients, with the shapes of x, h0, c0, w_ih, w_hh, b_ih, b_hh (None where that
                input was None); weight and bias gradients are the totals over all T*N.
 
-Inputs are never modified, and results never alias inputs or a backend's reusable buffers.
+Inputs are never modified, and results never alias inputs or a backend's reusable buffers. A
+training forward's cache may hold its out (result.out_in_cache): a caller that hands out to code
+which may change it before the backward passes a copy (functional.stack_forward's private_out).
 """
 from __future__ import annotations
 
@@ -140,6 +142,9 @@ class ForwardResult:
     h_n: Array                    # (N, H)
     c_n: Optional[Array]          # (N, H), LSTM only
     cache: Any = None             # None unless the request was training
+    # The cache holds out itself (the states the steps started from are out shifted by a step):
+    # out must then stay unchanged until the backward. Only a training forward sets it.
+    out_in_cache: bool = False
 
 
 @dataclass(eq=False, kw_only=True, slots=True)

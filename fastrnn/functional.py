@@ -25,7 +25,7 @@ class StackTape:
 
 
 def stack_forward(kern: CellKernels, cell: CellSpec, weights, x, h0, c0, lengths, keep_tape: bool,
-                  dropout: float, dropout_mask_fn, xp):
+                  dropout: float, dropout_mask_fn, xp, private_out: bool = False):
     """Run every layer and direction; returns out (T, N, D*H), h_n, c_n (L*D, N, H), tape or None.
 
     Dropout and the tape are independent: keep_tape asks every layer for what backward needs (the
@@ -34,12 +34,18 @@ def stack_forward(kern: CellKernels, cell: CellSpec, weights, x, h0, c0, lengths
     dropout_mask_fn(shape), an inverted-dropout mask (already scaled by 1/(1-p)) of x's dtype. A
     module in eval mode passes dropout=0; one in training mode under torch.no_grad() passes its
     dropout with keep_tape=False.
+
+    A layer's cache may hold that layer's out (ForwardResult.out_in_cache): the next layer only
+    reads it, but the caller gets the last one. private_out=True (the caller's user may change out
+    before backward) then returns a copy; the torch adapter, whose saved output refuses an in-place
+    change as torch does, passes False.
     """
     num_layers, num_dirs = len(weights), len(weights[0])
     lengths = normalise_lengths(lengths, x)   # once for every layer and direction
     h_n, c_n = [], []
     caches, masks = [], []
     layer_input = x
+    out_in_cache = False
     for layer in range(num_layers):
         mask = None
         if layer > 0 and dropout > 0:
@@ -55,13 +61,17 @@ def stack_forward(kern: CellKernels, cell: CellSpec, weights, x, h0, c0, lengths
                 cell=cell, x=layer_input, h0=h0[row], c0=None if c0 is None else c0[row],
                 weights=LayerWeights(w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh),
                 lengths=lengths, reverse=direction == 1, training=keep_tape))
+        out_in_cache = False
         for result in _per_direction(kern.forward, kern.forward_pair, requests):
+            out_in_cache = out_in_cache or result.out_in_cache
             outs.append(result.out)
             layer_caches.append(result.cache)
             h_n.append(result.h_n)
             c_n.append(result.c_n)
         caches.append(layer_caches)
         layer_input = outs[0] if num_dirs == 1 else xp.concatenate(outs, axis=2)
+    if private_out and out_in_cache and num_dirs == 1:
+        layer_input = layer_input.copy()
     tape = StackTape(caches, masks) if keep_tape else None
     c_stack = xp.stack(c_n) if cell.has_cell_state else None
     return layer_input, xp.stack(h_n), c_stack, tape

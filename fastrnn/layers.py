@@ -545,7 +545,7 @@ class _RNNBase(_Module):
         self._thread.tape = None
         out, h_n, c_n, tape = stack_forward(
             self._kernels, self.cell, self._weights(params), x_tm, h0, c0, lengths_dev, training,
-            self.dropout if training else 0.0, self._dropout_mask, xp)
+            self.dropout if training else 0.0, self._dropout_mask, xp, private_out=True)
         if training:
             self._thread.tape = _Tape(tape, (T, N, self.input_size), unbatched, self.batch_first)
         if unbatched:

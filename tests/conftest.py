@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from fastrnn import dispatch
+from fastrnn import dispatch, threads
 
 import support
 
@@ -67,6 +67,22 @@ def temporary_backend():
     yield register
     for name in added:
         dispatch.unregister_backend(name)
+
+
+@pytest.fixture
+def team(monkeypatch):
+    """The numba backend's thread team (fastrnn.cpu.team), on wherever it applies for the test
+    (FASTRNN_TEAM=1, at least 2 threads); the module, whose `runs` counter tells whether it ran."""
+    if dispatch.unavailable_reason("numba") is not None:
+        pytest.skip(f"numba backend unavailable: {dispatch.unavailable_reason('numba')}")
+    from fastrnn.cpu import team
+
+    if threads.get_num_threads() < 2:
+        monkeypatch.setattr(threads, "_threads", 2)
+    monkeypatch.setenv("FASTRNN_TEAM", "1")
+    reason = team.unavailable_reason()
+    assert reason is None, f"the team must be able to run here: {reason}"
+    return team
 
 
 def pytest_terminal_summary(terminalreporter):

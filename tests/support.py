@@ -66,9 +66,11 @@ def weights_of(arrays: dict) -> LayerWeights:
 
 
 def named(result) -> dict:
-    """A contract result (ForwardResult, BackwardResult, StepResult) as {field name: value}; unlike
+    """A contract result (ForwardResult, BackwardResult, StepResult) as {field name: value}, its
+    arrays, cache and Nones (a flag such as ForwardResult.out_in_cache left out); unlike
     dataclasses.asdict, the arrays are not copied."""
-    return {f.name: getattr(result, f.name) for f in fields(result)}
+    return {f.name: getattr(result, f.name) for f in fields(result)
+            if not isinstance(getattr(result, f.name), bool)}
 
 
 # --------------------------------------------------------------------------------------------- modules

@@ -27,18 +27,6 @@ pytestmark = pytest.mark.skipif(dispatch.unavailable_reason("numba") is not None
                                 reason=f"numba backend unavailable: {dispatch.unavailable_reason('numba')}")
 
 
-@pytest.fixture
-def team(monkeypatch):
-    from fastrnn.cpu import team
-
-    if threads.get_num_threads() < 2:
-        monkeypatch.setattr(threads, "_threads", 2)
-    monkeypatch.setenv("FASTRNN_TEAM", "1")
-    reason = team.unavailable_reason()
-    assert reason is None, f"the team must be able to run here: {reason}"
-    return team
-
-
 def _record_fused_step(monkeypatch) -> list:
     """The answers team_loops.fused_step gives from now on in this test, in order."""
     from fastrnn.cpu import team_loops
@@ -286,6 +274,47 @@ def test_team_training_matches_serial_loops(team, monkeypatch, name, reverse, dt
     assert team.runs == runs + 2, "forward and backward must both run on the team"
     _assert_same(got, _serial(monkeypatch, name, d, run=_train, reverse=reverse), dtype,
                  _reference(name, d, run=_train, reverse=reverse))
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("name", list(CELLS))
+def test_team_training_keeps_out_as_the_states_its_steps_started_from(team, name, reverse):
+    """A team training forward writes no copy of h_prev: its cache's h_prev is out shifted by a
+    step beside h0 (one buffer), and it says so (out_in_cache)."""
+    d = _inputs(name, 6, 4, 13, 64, "float64", seed=9)
+    runs = team.runs
+    r = dispatch.kernels(name, "numba").forward(
+        forward_request(CELLS[name], d, reverse=reverse, training=True))
+    assert team.runs == runs + 1
+    assert r.out_in_cache and np.shares_memory(r.out, r.cache.h_prev)
+    want = (np.concatenate([r.out[1:], d["h0"][None]]) if reverse
+            else np.concatenate([d["h0"][None], r.out[:-1]]))
+    np.testing.assert_array_equal(r.cache.h_prev, want)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_module_out_changed_before_backward_leaves_the_team_gradients(team, kind):
+    """fastrnn.LSTM / GRU in training mode on the team: the out the caller gets is its own (a
+    change to it before backward changes nothing), although the team's cache holds its out."""
+    import fastrnn as fr
+
+    rng = np.random.default_rng(4)
+    x = rng.uniform(-1, 1, (6, 4, 13))
+    dout = rng.uniform(-1, 1, (6, 4, 64))
+
+    m = {"lstm": fr.LSTM, "gru": fr.GRU}[kind](13, 64, num_layers=2, dtype="float64")
+
+    def run(change_out):
+        runs = team.runs
+        out, _ = m(x)
+        assert team.runs == runs + 2, "both layers' forwards must run on the team"
+        if change_out:
+            out[...] = 7.0
+        dx, _ = m.backward(dout)
+        return [dx] + [m.grads[k] for k in sorted(m.grads)]
+
+    for got, want in zip(run(True), run(False)):
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("N", [1, 2])

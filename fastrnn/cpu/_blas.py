@@ -130,6 +130,22 @@ def copy_vector(dst, src):
 
 
 @njit(**_JIT)
+def gather_rows(dst, src, rows):
+    """dst[k] = src[rows[k]] for every k: rows of 2-D arrays that do not overlap (W's gate rows in
+    a team's order)."""
+    for k in range(rows.shape[0]):
+        copy_vector(dst[k], src[rows[k]])
+
+
+@njit(**_JIT)
+def put_rows(dst, rows, src):
+    """dst[rows[k]] = src[k] for every k: gather_rows's inverse (gradient rows back in the cells'
+    order)."""
+    for k in range(rows.shape[0]):
+        copy_vector(dst[rows[k]], src[k])
+
+
+@njit(**_JIT)
 def transpose_into(src, dst):
     """dst (N, M) = src (M, N).T, both C-contiguous, not overlapping. Row by row of dst: reading
     src down a column is as fast here as 8 x 8 or 16-wide tiles (measured, N = 8..64, M up to 2048)."""

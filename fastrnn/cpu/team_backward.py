@@ -15,9 +15,10 @@ the direct term dh * z. Only batches whose rows all run the whole sequence come 
 (try_forward).
 
 The whole-sequence products follow in the same call, each member with single-threaded GEMMs: dx for
-its share of the T*N rows (W_ih's rows permuted to team order), dW_ih and dW_hh for its own gate
-rows (from its own columns of dgates); the host then puts the weight gradients' rows back in the
-cells' order (TeamLayout). So a training call never wakes BLAS's own threads, which spin for a
+its share of the T*N rows (through W_ih's rows in team order, as the forward gathered them), dW_ih
+and dW_hh for its own gate rows (from its own columns of dgates), which it then puts in the cells'
+row order itself (its rows are its alone; a host pass over the two gradients after the call took
+~0.4 ms a layer at LSTM H = 256). So a training call never wakes BLAS's own threads, which spin for a
 while after each call and would steal the team's cores from the next one.
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 from numba import njit
 
 from . import gru, lstm, packed, rnn, team
-from ._blas import copy_vector
+from ._blas import copy_vector, put_rows
 from ._rows import add_column_sums
 from ._spin import arrive_and_wait
 from .team import GRU, LSTM
@@ -62,8 +63,9 @@ def backward_loop(member, members, cell, use_relu, fn, gates, extra, h_prev, dou
     bounds, flags as team_loops.forward_loop's.
     x2d (T*N, I)            the input;  w_ih_team (G, I) W_ih's rows in team order.
     dx2d         (T*N, I)   out: dgates @ W_ih (member p: its share of the rows).
-    dw_ih (G, I), dw_hh (G, H)  out, team order: dgates^T x and the hidden side's ^T h_prev (member
-                            p: its own gate rows, from its own columns).
+    dw_ih (G, I), dw_hh (G, H)  out, the cells' own row order: dgates^T x and the hidden side's
+                            ^T h_prev (member p: its own gate rows, order[b0:b1], from its own
+                            columns, through a scratch in team order).
     """
     T, N, G = gates.shape
     H = h_prev.shape[2]
@@ -108,12 +110,17 @@ def backward_loop(member, members, cell, use_relu, fn, gates, extra, h_prev, dou
     d2 = dgates.reshape(rows, G)
     h2 = h_prev.reshape(rows, H)
     team.gemm_into(fn, d2[r0:r1], w_ih_team, dx2d[r0:r1], 0.0)
-    team.gemm_tn_into(fn, d2[:, b0:b1], x2d, dw_ih[b0:b1], 0.0)
+    mine_ih = np.empty((b1 - b0, x2d.shape[1]), dtype=dh.dtype)
+    team.gemm_tn_into(fn, d2[:, b0:b1], x2d, mine_ih, 0.0)
+    put_rows(dw_ih, order[b0:b1], mine_ih)
+    mine_hh = np.empty((b1 - b0, H), dtype=dh.dtype)
     if cell == GRU:
-        team.gemm_tn_into(fn, d2[:, b0:b0 + 2 * width], h2, dw_hh[b0:b0 + 2 * width], 0.0)
-        team.gemm_tn_into(fn, dg_nh.reshape(rows, H)[:, j0:j1], h2, dw_hh[b0 + 2 * width:b1], 0.0)
+        team.gemm_tn_into(fn, d2[:, b0:b0 + 2 * width], h2, mine_hh[:2 * width], 0.0)
+        team.gemm_tn_into(fn, dg_nh.reshape(rows, H)[:, j0:j1], h2, mine_hh[2 * width:], 0.0)
     else:
-        team.gemm_tn_into(fn, d2[:, b0:b1], h2, dw_hh[b0:b1], 0.0)
+        team.gemm_tn_into(fn, d2[:, b0:b1], h2, mine_hh, 0.0)
+    put_rows(dw_hh, order[b0:b1], mine_hh)
+
 
 
 def try_backward(cell: int, cache, dout: np.ndarray, dh: np.ndarray, dc: Optional[np.ndarray],
@@ -143,8 +150,8 @@ def try_backward(cell: int, cache, dout: np.ndarray, dh: np.ndarray, dc: Optiona
     args = (cell, bool(use_relu), team.gemm_address(dtype), gates, extra, cache.h_prev, dout, dh,
             dc_arg, np.ascontiguousarray(cache.w_hh), layout.order, dgates, dg_nh, dg_step, db,
             db_nh, cache.reverse, layout.bounds, team.new_flags(layout.members),
-            np.ascontiguousarray(x).reshape(T * N, I),
-            np.ascontiguousarray(cache.w_ih[layout.order]), dx.reshape(T * N, I), dw_ih, dw_hh)
+            np.ascontiguousarray(x).reshape(T * N, I), _w_ih_rows(cache), dx.reshape(T * N, I),
+            dw_ih, dw_hh)
     if not team.try_run(layout.members, backward_loop, args):
         return None
     db_ih = layout.to_cell_order(db)
@@ -156,4 +163,10 @@ def try_backward(cell: int, cache, dout: np.ndarray, dh: np.ndarray, dc: Optiona
             j0, j1 = bounds[p], bounds[p + 1]
             db_hh_team[3 * j0 + 2 * (j1 - j0):3 * j1] = db_nh[j0:j1]
         db_hh = layout.to_cell_order(db_hh_team)
-    return dx, layout.to_cell_order(dw_ih), layout.to_cell_order(dw_hh), db_ih, db_hh
+    return dx, dw_ih, dw_hh, db_ih, db_hh
+
+
+def _w_ih_rows(cache) -> np.ndarray:
+    """W_ih's rows in team order: the forward's own (gathered as it projected), else gathered now."""
+    rows = cache.team.w_ih_rows
+    return rows if rows is not None else np.ascontiguousarray(cache.w_ih[cache.team.order])

@@ -42,8 +42,9 @@ CACHE_FILE = "team-choices.json"
 # 6-row packed tile and one projection GEMM a member; 5: thin tiles of 1-3 rows, and batches of
 # 1-2 rows on the team; 6: probes in two passes, PASSES; 7: a training forward's projection into
 # each member's own region, and the directions side by side; 8: probes of 48 steps, three passes;
-# 9: the inference forwards' fused step, team_loops.FUSED_STEP_ROWS).
-KERNELS_VERSION = 9
+# 9: the inference forwards' fused step, team_loops.FUSED_STEP_ROWS; 10: a training forward's
+# h_prev is its out (no copy a step), the weight gradients' rows put back by the members).
+KERNELS_VERSION = 10
 # The long probe: the cost at the lengths people run (T ~ 100) is extrapolated from these two, so
 # an error in the short probe weighs (T - SHORT) / (LONG - SHORT) - 1 times on it: with 24 steps a
 # short probe taken in one of a VM's fast moments (6 ms off at LSTM training 64x512) moved the

@@ -19,7 +19,8 @@ share of the rows) before the barrier.
 
 A training forward leaves the activated gates where each member projected them, in its own region
 of the gates buffer (the backward's members read them there; TeamLayout.gates_in_cell_order gathers
-them for the serial backward), and h_prev, extra in unit order.
+them for the serial backward), and h_prev (out shifted by a step: states_beside_out) and extra in
+unit order.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from numba import njit
 from ..contract import ForwardRequest, ForwardResult
 from . import packed, team, team_choice
 from . import gru, lstm, rnn
-from ._blas import copy_vector
+from ._blas import copy_vector, gather_rows
 from ._common import SequenceCache
 from ._rows import visited_time
 from ._spin import arrive_and_wait
@@ -55,7 +56,8 @@ def put_x_rows(xh, x, lens, s, reverse, r0, r1):
 
 @njit(**_JIT)
 def forward_loop(member, members, cell, use_relu, training, fused, fn, x, w_ih, w_hh, order, gates,
-                 gh, bias, bias_hn, xh_bufs, c, lens, reverse, out, h_prev, extra, bounds, flags):
+                 gh, bias, bias_hn, xh_bufs, c, lens, reverse, out, extra, w_ih_rows, bounds,
+                 flags):
     """One member's share of a forward (inference or training).
 
     x        (T, N, I)  the input, C-contiguous.
@@ -78,10 +80,14 @@ def forward_loop(member, members, cell, use_relu, training, fused, fn, x, w_ih, 
                         step 0); after T steps h_n is xh_bufs[T % 2, :, I':].
     c        (N, H)     LSTM's c0, updated in place to c_n (unused otherwise).
     lens     (N,) int32 (all T in training);  out (T, N, H);  bounds (members+1,) int64;
-                        flags team.new_flags().
-    h_prev, extra (T, N, H) when training, else (0, 0, 0): the state each (t, n) started from
-                        and the cell's second cache (its SequenceCache.extra: LSTM c_prev, GRU
-                        h W_hn^T + b_hn; RNN none), 0 at idle (t, n); unused in inference.
+                        flags team.new_flags(). A training forward's out lies in a (T + 1, N, H)
+                        buffer beside h0, whose other T planes are the states each step started
+                        from (forward_job): the loop writes no copy of them.
+    extra    (T, N, H)  when training, else (0, 0, 0): the cell's second cache (its
+                        SequenceCache.extra: LSTM c_prev, GRU h W_hn^T + b_hn; RNN none).
+    w_ih_rows (G, I)    out unless fused ((0, I) then): W_ih's rows in team order, W_ih[order]
+                        (member p writes its rows b0:b1 and projects through them); a training
+                        forward's backward reads them again for dx (TeamLayout.w_ih_rows).
     cell     LSTM, GRU or RNN;  use_relu, training, fused: bools (fused: inference only,
              fused_step).
     fn       the cblas_?gemm address for the dtype (team.gemm_address).
@@ -112,8 +118,9 @@ def forward_loop(member, members, cell, use_relu, training, fused, fn, x, w_ih, 
         # its region, which the member alone writes and reads: the two GEMMs side by side writing
         # interleaved halves of every row ran 15-20% slower (GRU (100,32,256): 9.5-9.9 against
         # 8.1-8.4 ms; LSTM training (100,32,256) forward 28.5 against 25.7 ms, on 2 Zen 2 cores).
-        team.gemm_nt_into(fn, x.reshape((T * N, I)), w_ih[order[b0:b1]],
-                          mine.reshape((T * N, width)), 0.0)
+        w_ih_mine = w_ih_rows[b0:b1]
+        gather_rows(w_ih_mine, w_ih, order[b0:b1])
+        team.gemm_nt_into(fn, x.reshape((T * N, I)), w_ih_mine, mine.reshape((T * N, width)), 0.0)
         w_p = packed.pack_rows_transposed(w_hh, order[b0:b1])
     gh_p = gh[:, b0:b1]
     for s in range(T):
@@ -130,19 +137,13 @@ def forward_loop(member, members, cell, use_relu, training, fused, fn, x, w_ih, 
             t = visited_time(s, lens[n], reverse)
             hn = nxt[n, h0_col + j0:h0_col + j1]
             hc = cur[n, h0_col + j0:h0_col + j1]
-            if t < 0:
+            if t < 0:             # (inference only: every row of a training batch runs all T)
                 out[s, n, j0:j1] = zero
                 copy_vector(hn, hc)
-                if training:
-                    h_prev[s, n, j0:j1] = zero
-                    if cell != RNN:
-                        extra[s, n, j0:j1] = zero
                 continue
             g = step_x[n] if fused else mine[t, n]
             ghn = gh[n, b0:b1]
             o_t = out[t, n, j0:j1]
-            if training:
-                copy_vector(h_prev[t, n, j0:j1], hc)
             if cell == LSTM and training:
                 copy_vector(extra[t, n, j0:j1], c[n, j0:j1])
                 lstm.cell_row(g, ghn, bias_p, c[n, j0:j1], hn, o_t, True)
@@ -174,10 +175,13 @@ class TeamLayout:
     members   the team's size;  bounds (members+1,) int64 the unit split (team.unit_bounds);
     order     (G,) the team order of the gate rows (team.gate_order): team column k holds gate row
               order[k] of the cells' own order.
+    w_ih_rows (G, I) W_ih[order], as the forward's projection read them (the backward's dx
+              multiplies by them), or None (a fused forward gathers none).
     """
     members: int
     bounds: np.ndarray
     order: np.ndarray
+    w_ih_rows: Optional[np.ndarray] = None
 
     def gates_in_cell_order(self, gates: np.ndarray) -> np.ndarray:
         """A (T, N, G) copy, columns in the cells' own order, of a team forward's gates buffer,
@@ -219,6 +223,20 @@ def fused_step(rows: int, training: bool) -> bool:
     return not training and rows >= FUSED_STEP_ROWS
 
 
+def states_beside_out(h0: np.ndarray, T: int, reverse: bool):
+    """(out, h_prev), both (T, N, H) views of one (T + 1, N, H) buffer holding h0 and out, for a
+    training forward in which every row runs all T steps: the state step t started from is then
+    the output of the step visited before it, or h0 (forward in time h_prev[t] = out[t - 1],
+    reversed out[t + 1]). The team's training forward writes out and gets h_prev without a copy."""
+    N, H = h0.shape
+    states = np.empty((T + 1, N, H), dtype=h0.dtype)
+    if reverse:
+        states[T] = h0
+        return states[:T], states[1:]
+    states[0] = h0
+    return states[1:], states[:T]
+
+
 def forward_job(cell: int, x, w_ih, w_hh, bias, h0, lens, reverse, c0, bias_hn, use_relu,
                 training: bool, members: int):
     """forward_loop's arguments for a team of `members` (after the member index and count), and
@@ -241,18 +259,22 @@ def forward_job(cell: int, x, w_ih, w_hh, bias, h0, lens, reverse, c0, bias_hn, 
         put_x_rows(xh_bufs[0], x, lens, 0, reverse, 0, N)
     c = np.array(c0, dtype=dtype, order="C") if c0 is not None else np.empty((0, 0), dtype=dtype)
     hn_bias = bias_hn if bias_hn is not None else np.empty(0, dtype=dtype)
-    out = np.empty((T, N, H), dtype=dtype)
-    h_prev = np.empty((T, N, H), dtype=dtype) if training else np.empty((0, 0, 0), dtype=dtype)
+    if training:
+        out, h_prev = states_beside_out(h0, T, reverse)
+    else:
+        out, h_prev = np.empty((T, N, H), dtype=dtype), np.empty((0, 0, 0), dtype=dtype)
     extra = (np.empty((T, N, H), dtype=dtype) if training and cell != RNN
              else np.empty((0, 0, 0), dtype=dtype))
+    w_ih_rows = np.empty((0 if fused else len(order), I), dtype=dtype)
     args = (cell, bool(use_relu), training, fused, team.gemm_address(dtype), x,
             np.ascontiguousarray(w_ih), np.ascontiguousarray(w_hh), order, gates, gh, bias_p,
-            hn_bias, xh_bufs, c, lens, reverse, out, h_prev, extra, bounds,
+            hn_bias, xh_bufs, c, lens, reverse, out, extra, w_ih_rows, bounds,
             team.new_flags(members))
 
     def results():
+        layout = TeamLayout(members, bounds, order, None if fused else w_ih_rows)
         return (out, xh_bufs[T % 2, :, h0_col:].copy(), (c if c0 is not None else None), gates,
-                h_prev, extra, TeamLayout(members, bounds, order))
+                h_prev, extra, layout)
 
     return args, results
 
@@ -297,4 +319,4 @@ def try_forward(cell: int, req: ForwardRequest, bias: np.ndarray, lens: np.ndarr
     if req.training:
         cache = SequenceCache(x, w.w_ih, w.w_hh, w.has_bias, lens, req.reverse, gates, h_prev,
                               extra if cell != RNN else None, team=layout)
-    return ForwardResult(out=out, h_n=h_n, c_n=c_n, cache=cache)
+    return ForwardResult(out=out, h_n=h_n, c_n=c_n, cache=cache, out_in_cache=req.training)

@@ -93,7 +93,17 @@ def _worth_freeing_cores(plan: StackPlan, x, weights) -> bool:
     return 2.0 * x.shape[0] * x.shape[1] * matrices >= FREE_CORES_FROM_FLOPS
 
 
-def _forward_arrays(plan: StackPlan, x, h0, c0, weights, keep_tape: bool):
+def tape_may_hold_out(plan: StackPlan, x) -> bool:
+    """Whether a training forward's tape may keep the stack's out itself (ForwardResult
+    .out_in_cache, no copy), torch then refusing a backward after out was changed in place: only
+    where torch.nn's own module refuses it too. Its LSTM on the CPU in float32 runs on oneDNN,
+    which saves its output; its GRU and RNN, and its LSTM in float64, let out be changed before
+    backward, so there fastrnn returns a copy of it (functional.stack_forward's private_out)."""
+    return plan.cell.name == "lstm" and plan.device == "cpu" and x.dtype == torch.float32
+
+
+def _forward_arrays(plan: StackPlan, x, h0, c0, weights, keep_tape: bool,
+                    private_out: bool = False):
     if _worth_freeing_cores(plan, x, weights):
         threads.release_idle_openmp_threads()
     xp = array_module(plan.device)
@@ -101,7 +111,7 @@ def _forward_arrays(plan: StackPlan, x, h0, c0, weights, keep_tape: bool):
     with on_torch_stream(plan.device, plan.device_index):
         return stack_forward(plan.kern, plan.cell, plan.nest([to_array(w) for w in weights]),
                              to_array(x), to_array(h0), to_array(c0), plan.lengths, keep_tape,
-                             plan.dropout, mask_fn, xp)
+                             plan.dropout, mask_fn, xp, private_out=private_out)
 
 
 class RecurrentStack(torch.autograd.Function):
@@ -109,12 +119,15 @@ class RecurrentStack(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, plan: StackPlan, x, h0, c0, *weights):
-        out, h_n, c_n, tape = _forward_arrays(plan, x, h0, c0, weights, keep_tape=True)
+        holds_out = tape_may_hold_out(plan, x)
+        out, h_n, c_n, tape = _forward_arrays(plan, x, h0, c0, weights, keep_tape=True,
+                                              private_out=not holds_out)
         ctx.plan, ctx.tape = plan, tape
-        # The tape holds views of x and of the weights: saving them lets torch's version counters
-        # refuse a backward after any of them was changed in place.
-        ctx.save_for_backward(x, *weights)
         outputs = (to_tensor(out), to_tensor(h_n))
+        # The tape holds views of x, of the weights and, where holds_out, of out: saving them lets
+        # torch's version counters refuse a backward after any of them was changed in place.
+        ctx.save_for_backward(*weights, x, *((outputs[0],) if holds_out else ()))
+        ctx.weight_count = len(weights)
         return outputs if c_n is None else outputs + (to_tensor(c_n),)
 
     @staticmethod
@@ -129,7 +142,7 @@ class RecurrentStack(torch.autograd.Function):
         saved = ctx.saved_tensors   # reading them checks the version counters
         xp = array_module(plan.device)
         grads_in = [to_array(g) for g in (dout, dh_n, dc_n)]
-        if _worth_freeing_cores(plan, dout, saved[1:]):
+        if _worth_freeing_cores(plan, dout, saved[:ctx.weight_count]):
             threads.release_idle_openmp_threads()
         with on_torch_stream(plan.device, plan.device_index):
             dx, dh0, dc0, grads = stack_backward(plan.kern, plan.cell, ctx.tape, *grads_in, xp)
