@@ -13,8 +13,10 @@ Thread safety: a training-mode forward keeps its tape (what backward needs) per 
 is per thread too, so one module may be trained from several threads: each thread's backward goes
 back through that thread's own last forward. Eval-mode forwards and cell steps keep nothing and are
 safe from many threads at once. The tape owns private copies of the parameters and of the input
-(where the module would otherwise read the caller's array), so changing either between forward and
-backward does not change the gradients: backward returns those of the forward that was run.
+(where the module would otherwise read the caller's array), and the out a training forward returns
+is the caller's own (a copy where the kernels' tape holds theirs: the CPU thread team keeps out as
+the states its steps started from), so changing any of them between forward and backward does not
+change the gradients: backward returns those of the forward that was run.
 Updating parameters in place while another thread runs a forward is not synchronised: a training
 forward copies the parameters as it starts and may copy a mix of old and new values, and an
 eval-mode forward or cell step reads the live arrays throughout and may use old values for some
