@@ -122,7 +122,6 @@ def backward_loop(member, members, cell, use_relu, fn, gates, extra, h_prev, dou
     put_rows(dw_hh, order[b0:b1], mine_hh)
 
 
-
 def try_backward(cell: int, cache, dout: np.ndarray, dh: np.ndarray, dc: Optional[np.ndarray],
                  use_relu: bool = False):
     """The backward of a team training forward's cache (SequenceCache with .team set):
