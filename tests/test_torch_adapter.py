@@ -289,14 +289,19 @@ def test_in_place_change_before_backward_is_caught():
         out.sum().backward()
 
 
-@pytest.mark.parametrize("kind, dtype", [("lstm", torch.float32), ("lstm", torch.float64),
-                                         ("gru", torch.float32), ("rnn_tanh", torch.float32)])
-def test_out_changed_in_place_before_backward_as_in_torch(team, kind, dtype):
+@pytest.mark.parametrize("kind, dtype, options", [
+    ("lstm", torch.float32, {}), ("lstm", torch.float64, {}), ("gru", torch.float32, {}),
+    ("rnn_tanh", torch.float32, {}), ("lstm", torch.float32, {"bidirectional": True}),
+    ("lstm", torch.float32, {"mkldnn": False})], ids=str)
+def test_out_changed_in_place_before_backward_as_in_torch(team, monkeypatch, kind, dtype, options):
     """On the team a training forward's tape holds the stack's out (no copy) where torch.nn's own
-    module refuses a backward after its output changed in place (its LSTM on oneDNN: CPU,
-    float32), and both raise; elsewhere torch lets out change, and fastrnn's gradients then equal
-    torch's."""
-    reference, fast = sequence_pair(kind, 5, 64, num_layers=2, dtype=dtype)
+    module refuses a backward after its output changed in place (its one-directional LSTM on
+    oneDNN: CPU, float32), and both raise; elsewhere (another cell or dtype, two directions,
+    torch.backends.mkldnn off) torch lets out change, and fastrnn's gradients then equal torch's."""
+    options = dict(options)
+    if not options.pop("mkldnn", True):
+        monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)
+    reference, fast = sequence_pair(kind, 5, 64, num_layers=2, dtype=dtype, **options)
     x = torch.randn(6, 3, 5, dtype=dtype)
     results = []
     for module in (reference, fast):
@@ -304,7 +309,7 @@ def test_out_changed_in_place_before_backward_as_in_torch(team, kind, dtype):
         runs = team.runs
         out, _ = module(leaf)
         if module is fast:
-            assert team.runs == runs + 2, "both layers' forwards must run on the team"
+            assert team.runs > runs, "the forward must run on the team"
         out.mul_(3.0)
         try:
             results.append(_grads([out], [leaf] + list(module.parameters())))
@@ -313,7 +318,7 @@ def test_out_changed_in_place_before_backward_as_in_torch(team, kind, dtype):
             results.append(None)
     if results[0] is None or results[1] is None:
         assert results == [None, None], "fastrnn and torch must refuse the same backward"
-        assert (kind, dtype) == ("lstm", torch.float32)
+        assert (kind, dtype, options) == ("lstm", torch.float32, {})
         return
     bound = TORCH_PARITY["float32" if dtype == torch.float32 else "float64"]
     for i, (got, want) in enumerate(zip(results[1], results[0])):

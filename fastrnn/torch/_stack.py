@@ -96,10 +96,13 @@ def _worth_freeing_cores(plan: StackPlan, x, weights) -> bool:
 def tape_may_hold_out(plan: StackPlan, x) -> bool:
     """Whether a training forward's tape may keep the stack's out itself (ForwardResult
     .out_in_cache, no copy), torch then refusing a backward after out was changed in place: only
-    where torch.nn's own module refuses it too. Its LSTM on the CPU in float32 runs on oneDNN,
-    which saves its output; its GRU and RNN, and its LSTM in float64, let out be changed before
-    backward, so there fastrnn returns a copy of it (functional.stack_forward's private_out)."""
-    return plan.cell.name == "lstm" and plan.device == "cpu" and x.dtype == torch.float32
+    where torch.nn's own module refuses it too. Its one-directional LSTM on the CPU in float32 runs
+    on oneDNN (unless torch.backends.mkldnn is off), which saves its output; its GRU and RNN, its
+    LSTM in float64 or bidirectional, let out be changed before backward, so there fastrnn returns
+    a copy of it (functional.stack_forward's private_out)."""
+    return (plan.cell.name == "lstm" and plan.device == "cpu" and x.dtype == torch.float32
+            and plan.num_directions == 1 and torch.backends.mkldnn.is_available()
+            and torch.backends.mkldnn.enabled)
 
 
 def _forward_arrays(plan: StackPlan, x, h0, c0, weights, keep_tape: bool,
