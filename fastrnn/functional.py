@@ -45,7 +45,6 @@ def stack_forward(kern: CellKernels, cell: CellSpec, weights, x, h0, c0, lengths
     h_n, c_n = [], []
     caches, masks = [], []
     layer_input = x
-    out_in_cache = False
     for layer in range(num_layers):
         mask = None
         if layer > 0 and dropout > 0:
@@ -70,7 +69,7 @@ def stack_forward(kern: CellKernels, cell: CellSpec, weights, x, h0, c0, lengths
             c_n.append(result.c_n)
         caches.append(layer_caches)
         layer_input = outs[0] if num_dirs == 1 else xp.concatenate(outs, axis=2)
-    if private_out and out_in_cache and num_dirs == 1:
+    if private_out and out_in_cache and num_dirs == 1:   # (two directions: concatenate copied)
         layer_input = layer_input.copy()
     tape = StackTape(caches, masks) if keep_tape else None
     c_stack = xp.stack(c_n) if cell.has_cell_state else None

@@ -384,6 +384,32 @@ def test_busy_team_at_backward_falls_back_to_the_serial_loop(team, name):
         assert error < SAME_BACKEND_PATHS["float64"], field
 
 
+@pytest.mark.parametrize("name", ["lstm", "gru", "rnn_tanh"])
+def test_team_backward_reads_the_weights_as_the_serial_one_does(team, name):
+    """A contract caller changes W_ih and W_hh in place between a team forward and its backward:
+    the team backward reads the weights as they are then, as the serial backward does (the
+    modules' tapes hold copies, and torch's saved weights refuse such a change)."""
+    cell = CELLS[name]
+    d = _inputs(name, 5, 4, 8, 64, "float64", seed=12)
+    k = dispatch.kernels(name, "numba")
+    r = k.forward(forward_request(cell, d, training=True))
+    assert r.cache.team is not None
+    d["w_ih"] *= 1.5
+    d["w_hh"] *= 0.5
+    rng = np.random.default_rng(2)
+    dout, dh = rng.standard_normal((5, 4, 64)), rng.standard_normal((4, 64))
+    dc = rng.standard_normal((4, 64)) if cell.has_cell_state else None
+    runs = team.runs
+    got = k.backward(BackwardRequest(cell=cell, cache=r.cache, dout=dout, dh_n=dh, dc_n=dc))
+    assert team.runs == runs + 1, "the backward did not run on the team"
+    with team._team_of(r.cache.team.members).busy:
+        want = k.backward(BackwardRequest(cell=cell, cache=r.cache, dout=dout, dh_n=dh, dc_n=dc))
+    assert team.runs == runs + 1, "the held team must not have run"
+    for field in ("dx", "dh0", "dw_ih", "dw_hh", "db_ih"):
+        error = relative_error(getattr(got, field), getattr(want, field))
+        assert error < SAME_BACKEND_PATHS["float64"], field
+
+
 # -- the measured choice: team or serial ----------------------------------------------------------
 
 @pytest.fixture

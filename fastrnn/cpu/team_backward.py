@@ -15,10 +15,10 @@ the direct term dh * z. Only batches whose rows all run the whole sequence come 
 (try_forward).
 
 The whole-sequence products follow in the same call, each member with single-threaded GEMMs: dx for
-its share of the T*N rows (through W_ih's rows in team order, as the forward gathered them), dW_ih
-and dW_hh for its own gate rows (from its own columns of dgates), which it then puts in the cells'
-row order itself (its rows are its alone; a host pass over the two gradients after the call took
-~0.4 ms a layer at LSTM H = 256). So a training call never wakes BLAS's own threads, which spin for a
+its share of the T*N rows (through W_ih's rows in team order, each member gathering its own block
+before the loop, whose barriers complete them all), dW_ih and dW_hh for its own gate rows (from its
+own columns of dgates), which it then puts in the cells' row order itself (its rows are its alone;
+host passes over W_ih and the two gradients took ~0.6 ms a layer at LSTM H = 256). So a training call never wakes BLAS's own threads, which spin for a
 while after each call and would steal the team's cores from the next one.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit
 
 from . import gru, lstm, packed, rnn, team
-from ._blas import copy_vector, put_rows
+from ._blas import copy_vector, gather_rows, put_rows
 from ._rows import add_column_sums
 from ._spin import arrive_and_wait
 from .team import GRU, LSTM
@@ -39,8 +39,8 @@ _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 @njit(**_JIT)
 def backward_loop(member, members, cell, use_relu, fn, gates, extra, h_prev, dout, dh, dc, w_hh,
-                  order, dgates, dg_nh, dg_step, db, db_nh, reverse, bounds, flags, x2d, w_ih_team,
-                  dx2d, dw_ih, dw_hh):
+                  order, dgates, dg_nh, dg_step, db, db_nh, reverse, bounds, flags, x2d, w_ih,
+                  w_ih_team, dx2d, dw_ih, dw_hh):
     """One member's share of the backward of a full-length batch: the recurrence, then its share of
     the whole-sequence products (no BLAS threads wake during a team call).
 
@@ -61,7 +61,8 @@ def backward_loop(member, members, cell, use_relu, fn, gates, extra, h_prev, dou
                             adding disjoint columns.
     cell         LSTM, GRU or RNN;  use_relu (RNN) bool;  fn the cblas_?gemm address.
     bounds, flags as team_loops.forward_loop's.
-    x2d (T*N, I)            the input;  w_ih_team (G, I) W_ih's rows in team order.
+    x2d (T*N, I)            the input;  w_ih (G, I) in PyTorch's layout.
+    w_ih_team    (G, I)     scratch: W_ih's rows in team order (member p gathers rows b0:b1).
     dx2d         (T*N, I)   out: dgates @ W_ih (member p: its share of the rows).
     dw_ih (G, I), dw_hh (G, H)  out, the cells' own row order: dgates^T x and the hidden side's
                             ^T h_prev (member p: its own gate rows, order[b0:b1], from its own
@@ -74,6 +75,7 @@ def backward_loop(member, members, cell, use_relu, fn, gates, extra, h_prev, dou
     b0, b1 = n_gates * j0, n_gates * j1
     width = j1 - j0
     w_p = packed.pack_row_block(w_hh, order, j0, j1)
+    gather_rows(w_ih_team[b0:b1], w_ih, order[b0:b1])    # read by every member after the loop
     mine = team.member_region(gates, b0, b1)
     db_p = db[b0:b1]
     recurrent = np.empty((N, width), dtype=dh.dtype)      # GRU: the product, added into dh
@@ -149,8 +151,8 @@ def try_backward(cell: int, cache, dout: np.ndarray, dh: np.ndarray, dc: Optiona
     args = (cell, bool(use_relu), team.gemm_address(dtype), gates, extra, cache.h_prev, dout, dh,
             dc_arg, np.ascontiguousarray(cache.w_hh), layout.order, dgates, dg_nh, dg_step, db,
             db_nh, cache.reverse, layout.bounds, team.new_flags(layout.members),
-            np.ascontiguousarray(x).reshape(T * N, I), _w_ih_rows(cache), dx.reshape(T * N, I),
-            dw_ih, dw_hh)
+            np.ascontiguousarray(x).reshape(T * N, I), np.ascontiguousarray(cache.w_ih),
+            np.empty((G, I), dtype=dtype), dx.reshape(T * N, I), dw_ih, dw_hh)
     if not team.try_run(layout.members, backward_loop, args):
         return None
     db_ih = layout.to_cell_order(db)
@@ -164,8 +166,3 @@ def try_backward(cell: int, cache, dout: np.ndarray, dh: np.ndarray, dc: Optiona
         db_hh = layout.to_cell_order(db_hh_team)
     return dx, dw_ih, dw_hh, db_ih, db_hh
 
-
-def _w_ih_rows(cache) -> np.ndarray:
-    """W_ih's rows in team order: the forward's own (gathered as it projected), else gathered now."""
-    rows = cache.team.w_ih_rows
-    return rows if rows is not None else np.ascontiguousarray(cache.w_ih[cache.team.order])

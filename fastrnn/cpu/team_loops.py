@@ -56,8 +56,7 @@ def put_x_rows(xh, x, lens, s, reverse, r0, r1):
 
 @njit(**_JIT)
 def forward_loop(member, members, cell, use_relu, training, fused, fn, x, w_ih, w_hh, order, gates,
-                 gh, bias, bias_hn, xh_bufs, c, lens, reverse, out, extra, w_ih_rows, bounds,
-                 flags):
+                 gh, bias, bias_hn, xh_bufs, c, lens, reverse, out, extra, bounds, flags):
     """One member's share of a forward (inference or training).
 
     x        (T, N, I)  the input, C-contiguous.
@@ -85,9 +84,6 @@ def forward_loop(member, members, cell, use_relu, training, fused, fn, x, w_ih, 
                         from (forward_job): the loop writes no copy of them.
     extra    (T, N, H)  when training, else (0, 0, 0): the cell's second cache (its
                         SequenceCache.extra: LSTM c_prev, GRU h W_hn^T + b_hn; RNN none).
-    w_ih_rows (G, I)    out unless fused ((0, I) then): W_ih's rows in team order, W_ih[order]
-                        (member p writes its rows b0:b1 and projects through them); a training
-                        forward's backward reads them again for dx (TeamLayout.w_ih_rows).
     cell     LSTM, GRU or RNN;  use_relu, training, fused: bools (fused: inference only,
              fused_step).
     fn       the cblas_?gemm address for the dtype (team.gemm_address).
@@ -118,7 +114,7 @@ def forward_loop(member, members, cell, use_relu, training, fused, fn, x, w_ih, 
         # its region, which the member alone writes and reads: the two GEMMs side by side writing
         # interleaved halves of every row ran 15-20% slower (GRU (100,32,256): 9.5-9.9 against
         # 8.1-8.4 ms; LSTM training (100,32,256) forward 28.5 against 25.7 ms, on 2 Zen 2 cores).
-        w_ih_mine = w_ih_rows[b0:b1]
+        w_ih_mine = np.empty((width, I), dtype=w_ih.dtype)
         gather_rows(w_ih_mine, w_ih, order[b0:b1])
         team.gemm_nt_into(fn, x.reshape((T * N, I)), w_ih_mine, mine.reshape((T * N, width)), 0.0)
         w_p = packed.pack_rows_transposed(w_hh, order[b0:b1])
@@ -175,13 +171,10 @@ class TeamLayout:
     members   the team's size;  bounds (members+1,) int64 the unit split (team.unit_bounds);
     order     (G,) the team order of the gate rows (team.gate_order): team column k holds gate row
               order[k] of the cells' own order.
-    w_ih_rows (G, I) W_ih[order], as the forward's projection read them (the backward's dx
-              multiplies by them), or None (a fused forward gathers none).
     """
     members: int
     bounds: np.ndarray
     order: np.ndarray
-    w_ih_rows: Optional[np.ndarray] = None
 
     def gates_in_cell_order(self, gates: np.ndarray) -> np.ndarray:
         """A (T, N, G) copy, columns in the cells' own order, of a team forward's gates buffer,
@@ -265,16 +258,13 @@ def forward_job(cell: int, x, w_ih, w_hh, bias, h0, lens, reverse, c0, bias_hn, 
         out, h_prev = np.empty((T, N, H), dtype=dtype), np.empty((0, 0, 0), dtype=dtype)
     extra = (np.empty((T, N, H), dtype=dtype) if training and cell != RNN
              else np.empty((0, 0, 0), dtype=dtype))
-    w_ih_rows = np.empty((0 if fused else len(order), I), dtype=dtype)
     args = (cell, bool(use_relu), training, fused, team.gemm_address(dtype), x,
             np.ascontiguousarray(w_ih), np.ascontiguousarray(w_hh), order, gates, gh, bias_p,
-            hn_bias, xh_bufs, c, lens, reverse, out, extra, w_ih_rows, bounds,
-            team.new_flags(members))
+            hn_bias, xh_bufs, c, lens, reverse, out, extra, bounds, team.new_flags(members))
 
     def results():
-        layout = TeamLayout(members, bounds, order, None if fused else w_ih_rows)
         return (out, xh_bufs[T % 2, :, h0_col:].copy(), (c if c0 is not None else None), gates,
-                h_prev, extra, layout)
+                h_prev, extra, TeamLayout(members, bounds, order))
 
     return args, results
 
