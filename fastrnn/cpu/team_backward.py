@@ -18,8 +18,9 @@ The whole-sequence products follow in the same call, each member with single-thr
 its share of the T*N rows (through W_ih's rows in team order, each member gathering its own block
 before the loop, whose barriers complete them all), dW_ih and dW_hh for its own gate rows (from its
 own columns of dgates), which it then puts in the cells' row order itself (its rows are its alone;
-host passes over W_ih and the two gradients took ~0.6 ms a layer at LSTM H = 256). So a training call never wakes BLAS's own threads, which spin for a
-while after each call and would steal the team's cores from the next one.
+host passes over W_ih and the two gradients took ~0.6 ms a layer at LSTM H = 256). So a training
+call never wakes BLAS's own threads, which spin for a while after each call and would steal the
+team's cores from the next one.
 """
 from __future__ import annotations
 
